@@ -1,0 +1,150 @@
+"""Step 04: batches of (input, target) windows.
+
+The lesson's way, `random_batch`: draw B random start positions, build a (B, T+1) index tensor,
+gather the tokens in one indexing operation, and split into inputs X = window[:, :-1] and targets
+Y = window[:, 1:] (so Y[b, t] = X[b, t+1]). No Dataset, no Python loop.
+
+The classic way, for comparison: `WindowDataset` + `epoch_loader`, one pass over non-overlapping
+windows. `coverage` counts how often each token position was seen, given the windows drawn.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .tokens import check_tokens
+
+
+def _check_sizes(n_tokens: int, batch_size: int, seq_len: int) -> None:
+    if not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not isinstance(seq_len, int) or seq_len <= 0:
+        raise ValueError(f"seq_len must be a positive integer, got {seq_len!r}")
+    if seq_len >= n_tokens:
+        raise ValueError(
+            f"seq_len={seq_len} must be smaller than the number of tokens ({n_tokens:,}): a window needs "
+            f"seq_len + 1 tokens. Use seq_len <= {n_tokens - 1} or more text."
+        )
+
+
+def random_starts(
+    n_tokens: int,
+    batch_size: int,
+    seq_len: int,
+    *,
+    generator: torch.Generator | None = None,
+    allowed: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """(B,) int64 random start positions, uniform over every valid start 0 … n_tokens - seq_len - 1.
+
+    ``allowed`` (1-D) restricts the choice to those starts (e.g. `BlockSplit.starts`). Drawn on the
+    generator's device (CPU when no generator is given).
+    """
+    _check_sizes(n_tokens, batch_size, seq_len)
+    device = generator.device if generator is not None else "cpu"
+    if allowed is not None and (allowed.dim() != 1 or len(allowed) == 0):
+        raise ValueError(f"allowed must be a non-empty 1-D tensor of start positions, got shape {tuple(allowed.shape)}")
+    if allowed is None:
+        # randint's upper bound is exclusive: the last start, n - T - 1, is reachable.
+        return torch.randint(0, n_tokens - seq_len, (batch_size,), generator=generator, device=device)
+    pick = torch.randint(0, len(allowed), (batch_size,), generator=generator, device=device)
+    return allowed.to(device)[pick]
+
+
+def gather_windows(tokens: torch.Tensor, starts: torch.Tensor, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """tokens (N,), starts (B,) -> X, Y of shape (B, T) with Y[:, t] = X[:, t + 1]."""
+    offsets = torch.arange(seq_len + 1, device=tokens.device)  # (T+1,)
+    index = starts.to(tokens.device)[:, None] + offsets  # (B, T+1): row b is s_b … s_b + T
+    window = tokens[index]  # (B, T+1), one gather
+    return window[:, :-1], window[:, 1:]
+
+
+def random_batch(
+    tokens: torch.Tensor,
+    batch_size: int = 16,
+    seq_len: int = 256,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    allowed: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The lesson's sampler: X, Y of shape (B, T), int64, on ``device`` (default: where ``tokens`` is).
+
+    For speed on a GPU, move ``tokens`` there once and pass a generator on that device: the whole
+    batch is then drawn and gathered on the GPU with no host-device copy.
+    """
+    check_tokens(tokens)
+    starts = random_starts(len(tokens), batch_size, seq_len, generator=generator, allowed=allowed)
+    x, y = gather_windows(tokens.long(), starts, seq_len)
+    if device is not None and torch.device(device) != x.device:
+        x, y = x.to(device), y.to(device)
+    return x, y
+
+
+def loop_batch(
+    tokens: torch.Tensor, batch_size: int, seq_len: int, *, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same draw as `random_batch`, written as a Python loop over the batch (for comparison only)."""
+    check_tokens(tokens)
+    tokens = tokens.long()  # int64 like random_batch, whatever integer dtype came in
+    starts = random_starts(len(tokens), batch_size, seq_len, generator=generator)
+    xs = [tokens[s : s + seq_len] for s in starts.tolist()]
+    ys = [tokens[s + 1 : s + seq_len + 1] for s in starts.tolist()]
+    return torch.stack(xs), torch.stack(ys)
+
+
+class WindowDataset(Dataset):
+    """Windows of a token vector: item i is (X, Y), each (T,), starting at i * stride."""
+
+    def __init__(self, tokens: torch.Tensor, seq_len: int, stride: int | None = None) -> None:
+        check_tokens(tokens)
+        _check_sizes(len(tokens), 1, seq_len)
+        self.tokens, self.seq_len = tokens.long(), seq_len
+        self.stride = seq_len if stride is None else stride
+        if self.stride <= 0:
+            raise ValueError(f"stride must be positive, got {self.stride}")
+
+    def __len__(self) -> int:
+        return (len(self.tokens) - self.seq_len - 1) // self.stride + 1
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"window {i} out of range for {len(self)} windows")
+        s = (i % len(self)) * self.stride
+        w = self.tokens[s : s + self.seq_len + 1]
+        return w[:-1], w[1:]
+
+    def start(self, i: int) -> int:
+        return i * self.stride
+
+
+def epoch_loader(
+    tokens: torch.Tensor,
+    batch_size: int = 16,
+    seq_len: int = 256,
+    *,
+    stride: int | None = None,
+    shuffle: bool = True,
+    generator: torch.Generator | None = None,
+    drop_last: bool = False,
+) -> DataLoader:
+    """A DataLoader that visits every window of `WindowDataset` once per epoch (shuffled, seeded)."""
+    check_tokens(tokens)  # first: a (1, N) tensor would otherwise be reported as "1 token"
+    _check_sizes(len(tokens), batch_size, seq_len)
+    ds = WindowDataset(tokens, seq_len, stride)
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last)
+
+
+def coverage(starts: torch.Tensor, seq_len: int, n_tokens: int) -> torch.Tensor:
+    """(N,) int64: how many drawn windows had each position among their inputs X = tokens[s : s + T].
+
+    Built with a difference array: +1 at each start, -1 just past its window, then a running sum.
+    """
+    starts = starts.reshape(-1).long().cpu()
+    if len(starts) and (starts.min() < 0 or starts.max() > n_tokens - seq_len - 1):
+        raise ValueError(f"starts must lie in 0 … {n_tokens - seq_len - 1} for seq_len={seq_len}, n_tokens={n_tokens}")
+    delta = torch.zeros(n_tokens + 1, dtype=torch.long)
+    delta.index_add_(0, starts, torch.ones_like(starts))
+    delta.index_add_(0, starts + seq_len, -torch.ones_like(starts))
+    return delta.cumsum(0)[:n_tokens]

@@ -1,0 +1,267 @@
+"""Step 01: get the text of a Project Gutenberg book, and clean it.
+
+`load_book()` looks in three places, in this order, and says which one it used:
+
+1. the user's cache (``~/.cache/gpt_lesson`` or ``$GPT_LESSON_CACHE``), if it holds a valid copy;
+2. Project Gutenberg over the network (skipped when offline);
+3. the copy of *Gulliver's Travels* shipped inside this package (book 829 only).
+
+Text is read exactly as stored: the byte-order mark and the CRLF line endings stay, because the
+lesson's token count (~158,000) is a count of the raw file. `clean_text()` removes them, one
+switchable step at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+import requests
+
+GULLIVER_ID = 829
+SHIPPED_FILE = "829-0.txt"
+OFFLINE_ENV = "GPT_LESSON_OFFLINE"
+CACHE_ENV = "GPT_LESSON_CACHE"
+USER_AGENT = "gpt-lesson/0.1 (teaching notebooks; one download per user, then cached)"
+MIN_BOOK_BYTES = 20_000  # the shortest Gutenberg novels are larger; an error page is smaller
+
+# Gutenberg has spelled its marker lines several ways over the years, e.g.
+#   *** START OF THE PROJECT GUTENBERG EBOOK GULLIVER'S TRAVELS ***
+#   *** START OF THIS PROJECT GUTENBERG EBOOK GULLIVER'S TRAVELS ***
+#   ***START OF THE PROJECT GUTENBERG EBOOK GULLIVER'S TRAVELS***
+#   *** START OF THE PROJECT GUTENBERG EBOOK ***
+_MARKER = r"^[ \t]*\*\*\*[ \t]*{word} OF (?:THE|THIS) PROJECT GUTENBERG E-?BOOK\b[^\r\n]*(?=\r?$)"
+START_RE = re.compile(_MARKER.format(word="START"), re.IGNORECASE | re.MULTILINE)
+END_RE = re.compile(_MARKER.format(word="END"), re.IGNORECASE | re.MULTILINE)
+
+
+class BookError(ValueError):
+    """A text that is not a usable Gutenberg book (wrong page, truncated, not UTF-8...)."""
+
+
+@dataclass(frozen=True)
+class Book:
+    """The text of a book and where it came from.
+
+    ``source`` is one of ``"cache"``, ``"download"``, ``"shipped"`` or ``"file"``;
+    ``note`` says why a fallback was taken (empty when none was).
+    """
+
+    text: str
+    source: str
+    location: str
+    note: str = ""
+
+    def __str__(self) -> str:  # what a notebook prints: no local paths
+        return f"Book({len(self.text):,} characters, source={self.source!r})"
+
+
+def gutenberg_urls(book_id: int) -> list[str]:
+    """Plain-text URLs for a Gutenberg book, most stable first (the lesson used the first)."""
+    return [
+        f"https://www.gutenberg.org/cache/epub/{book_id}/pg{book_id}.txt",
+        f"https://www.gutenberg.org/files/{book_id}/{book_id}-0.txt",
+    ]
+
+
+def shipped_path() -> Path:
+    """Path of the copy of *Gulliver's Travels* (Gutenberg #829, 2023 edition) in the package."""
+    return Path(str(resources.files("gpt_lesson") / "data" / SHIPPED_FILE))
+
+
+def default_cache_dir() -> Path:
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "gpt_lesson"
+
+
+def validate_book(data: bytes, origin: str = "text") -> str:
+    """Decode ``data`` as UTF-8 and check it looks like a whole Gutenberg book; return the text.
+
+    Raises `BookError` naming what is wrong, so a bad download never reaches the cache.
+    """
+    if len(data) < MIN_BOOK_BYTES:
+        raise BookError(
+            f"{origin}: only {len(data):,} bytes; a Gutenberg book has at least {MIN_BOOK_BYTES:,}. "
+            "Is it an error page or a truncated download?"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BookError(f"{origin}: not UTF-8 text ({e}); ask for the UTF-8 plain-text file") from e
+    if not START_RE.search(text):
+        raise BookError(f"{origin}: no '*** START OF THE PROJECT GUTENBERG EBOOK' line; not a Gutenberg book")
+    if not END_RE.search(text):
+        raise BookError(f"{origin}: no '*** END OF THE PROJECT GUTENBERG EBOOK' line; the text looks truncated")
+    return text
+
+
+def download(url: str, *, timeout: float = 20.0, retries: int = 3, backoff: float = 1.0) -> bytes:
+    """GET ``url`` with a timeout and retries (waits backoff, 2×backoff, ...); return the body.
+
+    Raises the last `requests` error when every try failed. An HTTP 4xx is not retried.
+    """
+    if retries < 1:  # `retries` counts tries: 0 would try nothing and have no error to raise
+        raise ValueError(f"retries must be at least 1 (the number of tries), got {retries!r}")
+    last: Exception | None = None
+    for attempt in range(retries):
+        if attempt:
+            time.sleep(backoff * 2 ** (attempt - 1))
+        try:
+            r = requests.get(url, timeout=timeout, headers={"User-Agent": USER_AGENT})
+            r.raise_for_status()
+            return r.content
+        except requests.HTTPError as e:
+            last = e
+            if e.response is not None and 400 <= e.response.status_code < 500:
+                break  # a missing page stays missing
+        except requests.RequestException as e:
+            last = e
+    assert last is not None
+    raise last
+
+
+def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], object]) -> None:
+    """Write ``data`` (bytes, or a function that writes to a binary file) to ``path`` atomically.
+
+    It goes to a temporary file in the same folder, which is renamed over ``path`` only once it is
+    complete: readers see the old file or the new one, never half of one, even after a crash.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data) if isinstance(data, (bytes, bytearray)) else data(f)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a normal file's mode
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_valid(path: Path) -> str | None:
+    try:
+        return validate_book(path.read_bytes(), str(path))
+    except (OSError, BookError):
+        return None
+
+
+def _env_offline() -> bool:
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def load_book(
+    book: int | str | os.PathLike = GULLIVER_ID,
+    *,
+    offline: bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    refresh: bool = False,
+    timeout: float = 20.0,
+    retries: int = 3,
+    verbose: bool = True,
+) -> Book:
+    """Return a Gutenberg book's text, exactly as stored (BOM and CRLF kept).
+
+    ``book`` is a Gutenberg id (default 829, *Gulliver's Travels*), an ``http(s)://`` URL, or a local
+    file path. ``offline=None`` reads ``$GPT_LESSON_OFFLINE``. ``refresh=True`` downloads even when
+    the cache holds a copy (the cached copy is kept if the download is bad). When book 829 cannot
+    be fetched, the shipped copy is used and one line says why.
+    """
+    offline = _env_offline() if offline is None else offline
+    say = print if verbose else (lambda *a, **k: None)
+
+    if isinstance(book, os.PathLike) or (isinstance(book, str) and "://" not in book and not book.isdigit()):
+        path = Path(book).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no book file at {str(path)!r}; give an existing .txt path, a Gutenberg id such as 829, or a URL"
+            )
+        return Book(path.read_bytes().decode("utf-8"), "file", str(path))
+
+    if isinstance(book, str) and "://" in book:
+        if not book.startswith(("http://", "https://")):
+            raise ValueError(f"unsupported URL {book!r}; use an http:// or https:// address")
+        urls, book_id = [book], None
+        cache_name = re.sub(r"[^A-Za-z0-9._-]+", "_", book.split("://", 1)[1])[-120:]
+    else:
+        book_id = int(book)
+        if book_id <= 0:
+            raise ValueError(f"Gutenberg ids are positive integers, got {book_id}")
+        urls, cache_name = gutenberg_urls(book_id), f"pg{book_id}.txt"
+
+    cache_path = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache_path = cache_path / cache_name
+
+    cached = _read_valid(cache_path) if cache_path.exists() else None
+    if cached is not None and not refresh:
+        return Book(cached, "cache", str(cache_path))
+
+    why = ""
+    if offline:
+        why = f"offline mode ({OFFLINE_ENV} or offline=True)"
+    else:
+        errors = []
+        for url in urls:
+            try:
+                text = validate_book(download(url, timeout=timeout, retries=retries), url)
+            except (requests.RequestException, BookError) as e:
+                errors.append(f"{url}: {type(e).__name__}: {e}")
+                continue
+            try:
+                write_atomic(cache_path, text.encode("utf-8"))
+            except OSError as e:
+                say(f"Downloaded the book but could not cache it ({e}); using it uncached.")
+            return Book(text, "download", url)
+        why = "download failed: " + errors[-1]
+
+    if cached is not None:
+        say(f"Using the cached copy: {why}")
+        return Book(cached, "cache", str(cache_path), note=why)
+    if book_id == GULLIVER_ID:
+        say(f"Using the copy shipped with gpt_lesson: {why}")
+        return Book(shipped_path().read_bytes().decode("utf-8"), "shipped", SHIPPED_FILE, note=why)
+    raise ConnectionError(
+        f"could not get book {book!r} and there is no cached copy ({why}). Connect to the internet, "
+        "or download the plain-text UTF-8 file yourself and pass its path."
+    )
+
+
+def clean_text(
+    text: str,
+    *,
+    strip_boilerplate: bool = True,
+    strip_bom: bool = True,
+    normalize_newlines: bool = True,
+) -> str:
+    """Clean a Gutenberg text; each step can be switched off to see what it changes.
+
+    - ``strip_bom``: drop the UTF-8 byte-order mark (U+FEFF) at the start;
+    - ``normalize_newlines``: turn Windows ``\\r\\n`` (and stray ``\\r``) into ``\\n``;
+    - ``strip_boilerplate``: keep only the text between the ``*** START OF`` and ``*** END OF``
+      marker lines, with surrounding whitespace stripped (the Gutenberg header and licence go).
+    """
+    if strip_bom and text.startswith("\ufeff"):
+        text = text[1:]
+    if normalize_newlines:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if strip_boilerplate:
+        start, end = START_RE.search(text), END_RE.search(text)
+        if start is None or end is None or end.start() < start.end():
+            raise BookError(
+                "could not find the '*** START OF' and '*** END OF' marker lines; "
+                "pass strip_boilerplate=False for a text that is not from Gutenberg"
+            )
+        text = text[start.end() : end.start()].strip()
+    return text

@@ -1,0 +1,338 @@
+"""Step 05: Model 5, the lesson's GPT-2-small decoder, in one readable file.
+
+Shapes in comments: B batch, T time (tokens), C channels (n_embd), H heads, D = C // H, V vocabulary.
+
+Parameter names and shapes follow GPT-2's (``transformer.h.0.attn.c_attn.weight`` ...), so
+`load_gpt2_state_dict` can take the weights of a HuggingFace ``GPT2LMHeadModel`` (whose ``Conv1D``
+layers store their weights transposed). The switches the course's sibling lessons need are config
+fields, all off by default, so one class serves every lesson instead of a pasted copy per notebook.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    vocab_size: int = 50257
+    context_length: int = 256
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    ln_eps: float = 1e-5
+    # Switches, all off by default (the course's Model 5 as it is):
+    dropout: float = 0.0  # after embeddings, in attention, on both residual branches
+    gpt2_init: bool = False  # Linear and Embedding ~ N(0, 0.02), zero biases; else PyTorch's defaults
+    scale_logits: bool = False  # the course's logits / sqrt(n_embd)
+    log_softmax_output: bool = False  # forward returns log-probabilities instead of logits
+    # Speed options (measured in docs/performance.md); they do not change what the model computes.
+    vocab_multiple: int = 1  # pad the embedding / head rows up to a multiple of this (e.g. 64)
+    loss_chunk: int = 0  # > 0: compute head + cross-entropy this many rows at a time (never all logits)
+
+    def __post_init__(self) -> None:
+        for f in ("vocab_size", "context_length", "n_layer", "n_head", "n_embd", "vocab_multiple"):
+            if not isinstance(getattr(self, f), int) or getattr(self, f) <= 0:
+                raise ValueError(f"GPTConfig.{f} must be a positive integer, got {getattr(self, f)!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(
+                f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}; each head gets n_embd / n_head "
+                f"channels. Use e.g. n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))}."
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.loss_chunk < 0:
+            raise ValueError(f"loss_chunk must be 0 (off) or a positive row count, got {self.loss_chunk}")
+
+    @property
+    def padded_vocab(self) -> int:
+        m = self.vocab_multiple
+        return (self.vocab_size + m - 1) // m * m
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GPTConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown GPTConfig fields {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+
+# Named presets. "model5" is the lesson's; "cpu" is sized so the lesson's 500 batches train in
+# minutes on a 2-core CPU (see docs/performance.md for the measurement); "tiny" is for tests.
+PRESETS: dict[str, GPTConfig] = {
+    "model5": GPTConfig(),
+    "cpu": GPTConfig(context_length=128, n_layer=4, n_head=6, n_embd=192, loss_chunk=1024),
+    "tiny": GPTConfig(context_length=32, n_layer=2, n_head=2, n_embd=32),
+}
+
+# Batch size and sequence length each preset trains with by default.
+TRAIN_SHAPES: dict[str, tuple[int, int]] = {"model5": (16, 256), "cpu": (8, 128), "tiny": (4, 32)}
+
+
+def preset(name: str, **overrides) -> GPTConfig:
+    """The config of a named preset, with any fields overridden (``preset("model5", dropout=0.1)``)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)} (or 'auto' via choose_preset)")
+    return replace(PRESETS[name], **overrides)
+
+
+def choose_preset(device: torch.device | str) -> tuple[str, str]:
+    """The ``auto`` choice: (preset name, one-line reason). Model 5 on a GPU, the small preset on a CPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return "model5", "a GPU is present, so the lesson's Model 5 (~124M parameters) trains in minutes"
+    return "cpu", (
+        "no GPU: Model 5 would need about half a minute per batch here, so the small 'cpu' preset "
+        "(4 blocks, 192 dims, context 128, batch 8) trains the 500 batches instead"
+    )
+
+
+class KVCache:
+    """Keys and values of the tokens seen so far, per layer: each (B, H, context_length, D), filled to ``pos``."""
+
+    def __init__(self, config: GPTConfig, batch_size: int, device, dtype) -> None:
+        shape = (batch_size, config.n_head, config.context_length, config.n_embd // config.n_head)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.pos = 0
+        self.capacity = config.context_length
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)  # fused Q, K, V projection (with bias)
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.dropout = cfg.dropout
+        self.resid_drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)  # each (B, T, C)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, H, T, D)
+        causal = True
+        if cache is not None:
+            p = cache.pos
+            cache.k[layer][:, :, p : p + T] = k
+            cache.v[layer][:, :, p : p + T] = v
+            k, v = cache.k[layer][:, :, : p + T], cache.v[layer][:, :, : p + T]
+            if p > 0:
+                if T != 1:
+                    raise ValueError("with a filled KV cache, feed one new token at a time")
+                causal = False  # one query at the end may look at every cached key
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=causal, dropout_p=self.dropout if self.training else 0.0
+        )  # (B, H, T, D)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_drop(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd)
+        self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.c_proj(F.gelu(self.c_fc(x))))  # exact (erf) GELU, as the course
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm Transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.n_embd, eps=cfg.ln_eps)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd, eps=cfg.ln_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache, layer)
+        return x + self.mlp(self.ln_2(x))
+
+
+class Model5(nn.Module):
+    """GPT-2-style decoder: token + position embeddings, ``n_layer`` blocks, final LayerNorm, tied head."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        V, C = config.padded_vocab, config.n_embd
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(V, C),
+                wpe=nn.Embedding(config.context_length, C),
+                drop=nn.Dropout(config.dropout),
+                h=nn.ModuleList(Block(config) for _ in range(config.n_layer)),
+                ln_f=nn.LayerNorm(C, eps=config.ln_eps),
+            )
+        )
+        self.lm_head = nn.Linear(C, V, bias=False)
+        self.lm_head.weight = self.transformer.wte.weight  # tied: one Parameter, counted once
+        if config.gpt2_init:
+            self.apply(_gpt2_init)
+
+    def num_params(self, include_position: bool = True) -> int:
+        """Parameters counted once each (the tied head is the token embedding)."""
+        n = sum(p.numel() for p in self.parameters())
+        return n if include_position else n - self.transformer.wpe.weight.numel()
+
+    def hidden(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """idx (B, T) -> final hidden states (B, T, C), after the last LayerNorm."""
+        B, T = idx.shape
+        start = cache.pos if cache is not None else 0
+        if start + T > self.config.context_length:
+            raise ValueError(
+                f"{start + T} positions exceed context_length={self.config.context_length}; crop the input "
+                f"to its last {self.config.context_length} tokens (generate() does this for you)"
+            )
+        pos = torch.arange(start, start + T, device=idx.device)  # (T,)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, cache, i)
+        if cache is not None:
+            cache.pos += T
+        return self.transformer.ln_f(x)
+
+    def _head(self, h: torch.Tensor) -> torch.Tensor:
+        """Hidden states (..., C) -> logits (..., V) with the course's scaling if switched on."""
+        logits = self.lm_head(h)
+        if self.config.padded_vocab != self.config.vocab_size:
+            logits = logits[..., : self.config.vocab_size]
+        if self.config.scale_logits:
+            logits = logits / math.sqrt(self.config.n_embd)
+        return logits
+
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """idx (B, T) -> logits (B, T, V), or log-probabilities when ``log_softmax_output`` is on."""
+        out = self._head(self.hidden(idx, cache))
+        return F.log_softmax(out, dim=-1) if self.config.log_softmax_output else out
+
+    def loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean next-token cross-entropy over (B, T); log-softmax output + NLL gives the same value."""
+        h = self.hidden(idx)  # (B, T, C)
+        if self.config.loss_chunk:
+            return chunked_cross_entropy(
+                h.view(-1, h.size(-1)),
+                self.lm_head.weight,
+                targets.reshape(-1),
+                vocab_size=self.config.vocab_size,
+                scale=1 / math.sqrt(self.config.n_embd) if self.config.scale_logits else 1.0,
+                chunk=self.config.loss_chunk,
+            )
+        logits = self._head(h)
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+
+
+def _gpt2_init(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.normal_(m.weight, mean=0.0, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.Embedding):
+        nn.init.normal_(m.weight, mean=0.0, std=0.02)
+
+
+class _ChunkedCE(torch.autograd.Function):
+    """Cross-entropy of ``(h @ W.T) * scale`` against targets, a chunk of rows at a time.
+
+    The forward pass computes the loss and, while each chunk's probabilities are at hand, the
+    gradients for h and W, so no (rows, V) tensor outlives one chunk. Backward only scales them.
+    """
+
+    @staticmethod
+    def forward(ctx, h, weight, targets, vocab_size: int, scale: float, chunk: int):  # type: ignore[override]
+        n = h.shape[0]
+        w = weight[:vocab_size]  # (V, C); padded rows take no part
+        grad_h = torch.empty_like(h) if h.requires_grad else None
+        grad_w = torch.zeros_like(weight) if weight.requires_grad else None
+        total = torch.zeros((), dtype=torch.float32, device=h.device)
+        for a in range(0, n, chunk):
+            hc, tc = h[a : a + chunk], targets[a : a + chunk]
+            logits = (hc @ w.t()).float()  # (c, V)
+            if scale != 1.0:
+                logits.mul_(scale)
+            lse = torch.logsumexp(logits, dim=1)  # (c,)
+            total += (lse - logits.gather(1, tc[:, None]).squeeze(1)).sum()
+            if grad_h is None and grad_w is None:
+                continue
+            # d(loss_sum)/d(logits) = softmax - onehot, computed in place in the logits buffer
+            probs = logits.sub_(lse[:, None]).exp_()
+            probs[torch.arange(len(tc), device=h.device), tc] -= 1.0
+            if scale != 1.0:
+                probs.mul_(scale)
+            g = probs.to(h.dtype)
+            if grad_h is not None:
+                torch.mm(g, w, out=grad_h[a : a + chunk])
+            if grad_w is not None:
+                grad_w[:vocab_size].addmm_(g.t(), hc)
+        ctx.save_for_backward(grad_h, grad_w)
+        ctx.n = n
+        return total / n
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        grad_h, grad_w = ctx.saved_tensors
+        s = grad_out / ctx.n
+        return (
+            grad_h * s if grad_h is not None else None,
+            grad_w * s if grad_w is not None else None,
+            None,
+            None,
+            None,
+            None,
+        )
+
+
+def chunked_cross_entropy(
+    h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, *, vocab_size: int, scale: float = 1.0, chunk: int = 1024
+) -> torch.Tensor:
+    """Mean cross-entropy of the logits ``(h @ weight[:vocab_size].T) * scale``; h (N, C), targets (N,)."""
+    if not torch.is_grad_enabled():  # evaluation: the forward pass need not precompute any gradient
+        h, weight = h.detach(), weight.detach()
+    return _ChunkedCE.apply(h, weight, targets, vocab_size, scale, chunk)
+
+
+# ---- GPT-2 weights -----------------------------------------------------------------------------
+
+_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+
+def load_gpt2_state_dict(model: Model5, state_dict: dict[str, torch.Tensor]) -> Model5:
+    """Copy a HuggingFace ``GPT2LMHeadModel`` state dict into ``model`` (same config), in place.
+
+    HF's ``Conv1D`` stores (in, out) weights, the transpose of ``nn.Linear``'s; the causal-mask
+    buffers (``attn.bias``, ``attn.masked_bias``) are not parameters here and are skipped.
+    """
+    ours = model.state_dict()
+    theirs = {k: v for k, v in state_dict.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
+    missing = set(ours) - set(theirs)
+    extra = set(theirs) - set(ours)
+    if missing or extra:
+        raise ValueError(
+            f"state dict does not fit Model5: missing {sorted(missing)[:5]}, unexpected {sorted(extra)[:5]}; "
+            "is it a GPT2LMHeadModel state dict of the same n_layer?"
+        )
+    with torch.no_grad():
+        for k, v in theirs.items():
+            if k.endswith(_CONV1D):
+                v = v.t()
+            if k in ("transformer.wte.weight", "lm_head.weight") and v.shape[0] < ours[k].shape[0]:
+                ours[k][: v.shape[0]].copy_(v)  # padded vocabulary: the extra rows keep their values
+                continue
+            if v.shape != ours[k].shape:
+                raise ValueError(f"{k}: shape {tuple(v.shape)} does not fit {tuple(ours[k].shape)}; compare the configs")
+            ours[k].copy_(v)
+    return model

@@ -1,0 +1,53 @@
+"""Plots used by notebooks 04-07: loss curves, timing bars, coverage. Each returns its Figure."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
+
+
+def plot_losses(history, *, log_scale: bool = False, title: str = "Model 5 on Gulliver's Travels", ax=None) -> Figure:
+    """Train loss at every step and test loss at each evaluation, on one set of axes."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(8, 4))
+    ax.plot(range(len(history.train_loss)), history.train_loss, lw=1, alpha=0.8, label="train (each batch)")
+    if history.test_loss:
+        ax.plot(history.eval_steps, history.test_loss, "o-", lw=2, label="test (mean of several batches)")
+    ax.set_xlabel("step (random batch)")
+    ax.set_ylabel("cross-entropy loss")
+    if log_scale:
+        ax.set_yscale("log")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_timings(seconds: dict[str, float], *, title: str = "One forward pass", ax=None) -> Figure:
+    """Bars of seconds per label (e.g. {"CPU": 8.1, "GPU": 0.05}), with the value written on each bar."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3.5))
+    labels, values = list(seconds), list(seconds.values())
+    bars = ax.bar(labels, values, color=["tab:blue", "tab:orange", "tab:green", "tab:red"][: len(values)])
+    for bar, v in zip(bars, values):
+        ax.annotate(f"{v:.3g} s", (bar.get_x() + bar.get_width() / 2, v), ha="center", va="bottom")
+    ax.set_ylabel("seconds (median)")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_coverage(counts: dict[str, torch.Tensor], *, max_count: int = 12, ax=None) -> Figure:
+    """For each name -> per-position counts, the share of positions seen 0, 1, 2, ... times."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(8, 3.5))
+    width = 0.8 / len(counts)
+    for j, (name, c) in enumerate(counts.items()):
+        hist = torch.bincount(c.clamp(max=max_count), minlength=max_count + 1).double() / len(c)
+        xs = torch.arange(max_count + 1) + (j - (len(counts) - 1) / 2) * width
+        ax.bar(xs.tolist(), (100 * hist).tolist(), width=width, label=name)
+    ax.set_xticks(range(max_count + 1), [str(i) for i in range(max_count)] + [f"{max_count}+"])
+    ax.set_xlabel("times a training token was seen")
+    ax.set_ylabel("% of training tokens")
+    ax.legend()
+    fig.tight_layout()
+    return fig

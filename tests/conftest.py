@@ -1,0 +1,116 @@
+"""Shared fixtures: the shipped book, an isolated cache, and a local HTTP server standing in for Gutenberg."""
+
+import http.server
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from gpt_lesson import book as book_mod
+
+BOOK_BYTES = book_mod.shipped_path().read_bytes()
+SLOW_SECONDS = 1.5  # how long /slow waits before answering; tests use timeouts far below this
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """Nothing a test does may reach the user's real cache, or depend on their offline setting."""
+    monkeypatch.setenv(book_mod.CACHE_ENV, str(tmp_path / "default_cache"))
+    monkeypatch.delenv(book_mod.OFFLINE_ENV, raising=False)
+
+
+@pytest.fixture(scope="session")
+def book_bytes():
+    return BOOK_BYTES
+
+
+@pytest.fixture(scope="session")
+def book_text():
+    """The shipped book exactly as stored (BOM and CRLF kept)."""
+    return BOOK_BYTES.decode("utf-8")
+
+
+def _send(handler, status, body, content_type="text/plain; charset=utf-8", length=None):
+    handler.send_response(status)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(body) if length is None else length))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def _truncated(handler):
+    # Promise the whole book, send half of it; the connection then closes (HTTP/1.0).
+    _send(handler, 200, BOOK_BYTES[: len(BOOK_BYTES) // 2], length=len(BOOK_BYTES))
+
+
+def _slow(handler):
+    time.sleep(SLOW_SECONDS)
+    _send(handler, 200, BOOK_BYTES)
+
+
+def _flaky(handler):
+    if handler.server.hits[handler.path] == 1:
+        _send(handler, 503, b"try again later")
+    else:
+        _send(handler, 200, BOOK_BYTES)
+
+
+_HTML = ("<html><body>" + "<p>Welcome to our site. Nothing to read here.</p>\n" * 600 + "</body></html>").encode()
+assert len(_HTML) > book_mod.MIN_BOOK_BYTES
+
+ROUTES = {
+    "/book.txt": lambda h: _send(h, 200, BOOK_BYTES),
+    "/missing": lambda h: _send(h, 404, b"Not Found"),
+    "/error500": lambda h: _send(h, 500, b"Internal Server Error"),
+    "/truncated": _truncated,
+    "/html": lambda h: _send(h, 200, _HTML, "text/html"),
+    # The book as Windows-1252: all markers present, but not UTF-8.
+    "/cp1252": lambda h: _send(h, 200, BOOK_BYTES.decode("utf-8").encode("cp1252", "replace")),
+    "/slow": _slow,
+    "/flaky": _flaky,  # 503 on the first request, the book afterwards
+}
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        srv = self.server
+        with srv.lock:
+            srv.hits[self.path] += 1
+            srv.user_agents.append(self.headers.get("User-Agent"))
+        srv.routes.get(self.path, ROUTES["/missing"])(self)
+
+    def log_message(self, *args):
+        pass
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # the client hung up on /slow or /truncated: expected
+
+
+@pytest.fixture(scope="session")
+def _http_server():
+    srv = _Server(("127.0.0.1", 0), _Handler)
+    srv.lock, srv.hits, srv.user_agents, srv.routes = threading.Lock(), Counter(), [], dict(ROUTES)
+    srv.url = lambda path: f"http://127.0.0.1:{srv.server_address[1]}{path}"
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture
+def server(_http_server, monkeypatch):
+    """The local server with fresh hit counters. ``server.url("/book.txt")``, ``server.hits[path]``,
+    ``server.user_agents``; a test may add routes: ``server.routes[path] = fn(handler)``."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # never send loopback requests to a proxy
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    with _http_server.lock:
+        _http_server.hits.clear()
+        _http_server.user_agents.clear()
+    monkeypatch.setattr(_http_server, "routes", dict(ROUTES))
+    return _http_server

@@ -1,0 +1,64 @@
+"""The benchmark runs end to end at tiny sizes and its figures are consistent with each other.
+
+No timing is asserted: speed goals are read from the benchmark's output, not tested."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from gpt_lesson import bench
+from gpt_lesson.model import GPTConfig
+
+
+@pytest.fixture(scope="module")
+def result():
+    cfg = GPTConfig(vocab_size=512, context_length=32, n_layer=1, n_head=2, n_embd=32)
+    lines = []
+    res = bench.run(torch.device("cpu"), cfg, 2, 16, repeats=1, sweep=[1, 4], hf=True, gen_tokens=8,
+                    lesson_steps=3, matmul_n=64, log=lines.append)
+    return res, lines
+
+
+def test_every_section_is_measured(result):
+    res, lines = result
+    for key in ("matmul_tflops", "ours", "sweep", "sampler", "generation_tokens_per_s", "lesson_run"):
+        assert key in res, key
+    assert [s["batch_size"] for s in res["sweep"]] == [1, 4]
+    assert res["lesson_run"]["steps"] == 3
+    assert res["dtype"] == "float32" and res["torch"] == torch.__version__
+    assert len(lines) >= 6  # one printed line per measurement
+
+
+def test_figures_are_consistent(result):
+    res, _ = result
+    ours = res["ours"]
+    assert ours["step_tokens_per_s"] == pytest.approx(2 * 16 / ours["step_s"])
+    assert ours["step_range_s"][0] <= ours["step_s"] <= ours["step_range_s"][1]
+    assert 0 < ours["step_mfu"] and math.isfinite(ours["step_mfu"])
+    s = res["sampler"]
+    assert s["speedup_vs_loop"] == pytest.approx(s["loop_s"] / s["random_batch_s"])
+    g = res["generation_tokens_per_s"]
+    assert g["speedup"] == pytest.approx(g["cache"] / g["no_cache"]) and g["new_tokens"] == 8
+
+
+def test_hf_comparison_or_clear_skip(result):
+    res, lines = result
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        assert any("transformers is not installed" in line for line in lines)
+    else:
+        assert res["ours_over_hf_step"] == pytest.approx(res["hf"]["step_s"] / res["ours"]["step_s"])
+
+
+def test_cli_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    rc = bench.main(["--preset", "tiny", "--batch-size", "2", "--seq-len", "16", "--repeats", "1", "--no-hf",
+                     "--gen-tokens", "4", "--json", str(out)])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    assert data["batch_size"] == 2 and data["seq_len"] == 16 and "hf" not in data
+    printed = capsys.readouterr().out
+    assert "torch " + torch.__version__ in printed and "MFU" in printed

@@ -1,0 +1,119 @@
+"""``python -m gpt_lesson``: help, a whole tiny run, resuming it, and clear errors for bad input.
+
+Every run passes ``--out`` inside tmp_path (the default would be ``runs/<date-time>``).
+"""
+
+import json
+import subprocess
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from gpt_lesson import LESSON_PROMPT, TRAIN_SHAPES, checkpoint_config, preset, read_checkpoint  # noqa: E402
+from gpt_lesson.cli import main  # noqa: E402
+
+FAST = ["--offline", "--no-progress", "--sample-tokens", "5", "--eval-batches", "1"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from a second thread, and on a busy 2-core machine OpenMP's spinning
+    threads make them many times slower; the setting is restored after this module."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def metrics(run_dir):
+    return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+
+
+def test_help_runs_as_a_module():
+    proc = subprocess.run([sys.executable, "-m", "gpt_lesson", "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for flag in ("--preset", "--resume", "--steps", "--offline", "--out"):
+        assert flag in proc.stdout
+
+
+def test_tiny_run_end_to_end_then_resume(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["--preset", "tiny", "--eval-every", "2", "--batch-size", "2", "--out", str(run), *FAST]
+    assert main([*args, "--steps", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "preset: tiny" in out and "float32" in out
+
+    m = metrics(run)
+    assert m["preset"] == "tiny" and m["batch_size"] == 2 and m["seq_len"] == preset("tiny").context_length
+    assert len(m["history"]["train_loss"]) == 4
+    assert m["history"]["eval_steps"] == [0, 2, 4]
+    assert (run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    samples = (run / "samples.txt").read_text(encoding="utf-8")
+    assert "--- before training ---" in samples and "--- after training ---" in samples
+    assert samples.count(LESSON_PROMPT) == 2
+    assert read_checkpoint(run / "checkpoint.pt")["step"] == 4
+    assert checkpoint_config(run / "checkpoint.pt") == preset("tiny")
+    first = m["history"]["train_loss"]
+
+    # Continue the same run to 6 steps.
+    assert main([*args, "--resume", str(run / "checkpoint.pt"), "--steps", "6"]) == 0
+    capsys.readouterr()
+    m = metrics(run)
+    assert len(m["history"]["train_loss"]) == 6
+    assert m["history"]["train_loss"][:4] == first
+    assert m["history"]["eval_steps"] == [0, 2, 4, 6]
+    assert read_checkpoint(run / "checkpoint.pt")["step"] == 6
+    assert "before training" not in (run / "samples.txt").read_text(encoding="utf-8")
+
+    # Resuming to fewer steps than the checkpoint has done is an input error, not a traceback.
+    assert main([*args, "--resume", str(run / "checkpoint.pt"), "--steps", "5"]) == 2
+    assert "step 6" in capsys.readouterr().err
+
+
+def test_resume_keeps_the_presets_batch_shape(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["--eval-every", "100", "--out", str(run), *FAST]
+    assert main(["--preset", "tiny", "--steps", "2", *args]) == 0
+    before = metrics(run)
+    assert before["batch_size"] == TRAIN_SHAPES["tiny"][0]
+    assert main(["--resume", str(run / "checkpoint.pt"), "--steps", "3", *args]) == 0
+    capsys.readouterr()
+    after = metrics(run)
+    assert (after["batch_size"], after["seq_len"]) == (before["batch_size"], before["seq_len"])
+    assert after["history"]["tokens_seen"] == 3 * before["batch_size"] * before["seq_len"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour without a GPU")
+def test_cuda_without_a_gpu_is_an_input_error(tmp_path, capsys):
+    assert main(["--device", "cuda", "--preset", "tiny", "--out", str(tmp_path / "run"), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "no CUDA GPU" in err
+    assert not (tmp_path / "run").exists()  # nothing was started
+
+
+def test_resume_from_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
+    bogus = tmp_path / "notes.pt"
+    bogus.write_text("not a checkpoint")
+    assert main(["--resume", str(bogus), "--out", str(tmp_path / "run"), *FAST]) == 2
+    assert "not a gpt_lesson checkpoint" in capsys.readouterr().err
+    assert main(["--resume", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "run"), *FAST]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_zero_steps_is_an_input_error(tmp_path, capsys):
+    assert main(["--preset", "tiny", "--steps", "0", "--out", str(tmp_path / "run"), *FAST]) == 2
+    assert "steps" in capsys.readouterr().err
+
+
+def test_unknown_preset_is_an_argparse_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--preset", "huge", "--out", str(tmp_path / "run")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "huge" in err and "tiny" in err

@@ -1,0 +1,379 @@
+"""Model 5: size, weight tying, causality, initial loss, the config switches, chunked loss, GPT-2 parity."""
+
+import math
+
+import pytest
+import torch
+
+from gpt_lesson import PRESETS, GPTConfig, Model5, load_gpt2_state_dict, preset
+from gpt_lesson.model import chunked_cross_entropy
+
+SMALL = GPTConfig(vocab_size=97, context_length=16, n_layer=2, n_head=2, n_embd=32)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from a second thread, and on a busy 2-core machine OpenMP's spinning
+    threads make them many times slower; the setting is restored after this module."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def build(cfg: GPTConfig, seed: int = 0) -> Model5:
+    torch.manual_seed(seed)
+    return Model5(cfg)
+
+
+def tokens(shape, vocab: int, seed: int = 0) -> torch.Tensor:
+    return torch.randint(0, vocab, shape, generator=torch.Generator().manual_seed(seed))
+
+
+def copy_weights(src: Model5, dst: Model5) -> None:
+    """Copy src's weights into dst; dst may have a padded vocabulary (extra embedding rows kept)."""
+    with torch.no_grad():
+        dst_sd = dst.state_dict()
+        for k, v in src.state_dict().items():
+            dst_sd[k][: v.shape[0]].copy_(v)
+
+
+def expected_params(cfg: GPTConfig) -> int:
+    """GPT-2 parameter count from the architecture, counting the tied head once.
+
+    Per block: ln_1 and ln_2 (2C each), c_attn (C x 3C + 3C), attn c_proj (C x C + C),
+    c_fc (C x 4C + 4C), mlp c_proj (4C x C + C): 12 C^2 + 13 C. Plus wte (V x C), wpe (T x C), ln_f (2C).
+    """
+    V, T, C, L = cfg.vocab_size, cfg.context_length, cfg.n_embd, cfg.n_layer
+    return V * C + T * C + L * (12 * C * C + 13 * C) + 2 * C
+
+
+# ---- size and tying ----------------------------------------------------------------------------
+
+
+def test_model5_parameter_count_matches_the_architecture():
+    cfg = preset("model5")
+    assert expected_params(cfg) == 123_849_984  # the formula, checked against the lesson's figure
+    with torch.device("meta"):
+        model = Model5(cfg)
+    assert model.num_params() == expected_params(cfg)
+    assert model.num_params(include_position=False) == expected_params(cfg) - cfg.context_length * cfg.n_embd
+
+
+def test_num_params_counts_the_tied_head_once():
+    with torch.device("meta"):
+        model = Model5(preset("model5"))
+    with_duplicates = sum(p.numel() for _, p in model.named_parameters(remove_duplicate=False))
+    wte = model.transformer.wte.weight.numel()
+    assert with_duplicates == model.num_params() + wte  # the head would add V*C again if counted twice
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_has_the_formula_count(name):
+    cfg = preset(name)
+    with torch.device("meta"):
+        model = Model5(cfg)
+    assert model.num_params() == expected_params(cfg)
+
+
+def test_head_and_embedding_are_one_parameter():
+    model = build(SMALL)
+    wte = model.transformer.wte.weight
+    assert model.lm_head.weight is wte
+    assert sum(p is wte for p in model.parameters()) == 1
+    # The tie survives training: one optimizer step moves both names together.
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    x, y = tokens((2, 8), 97, 1), tokens((2, 8), 97, 2)
+    before = wte.detach().clone()
+    model.loss(x, y).backward()
+    opt.step()
+    assert model.lm_head.weight is model.transformer.wte.weight
+    assert not torch.equal(before, model.lm_head.weight)
+
+
+# ---- behaviour ---------------------------------------------------------------------------------
+
+
+def test_causality_later_tokens_never_change_earlier_logits():
+    model = build(SMALL).eval()
+    T = SMALL.context_length
+    x = tokens((2, T), 97, 3)
+    with torch.no_grad():
+        base = model(x)
+        for t in (0, 5, T - 2):
+            x2 = x.clone()
+            x2[:, t + 1 :] = (x2[:, t + 1 :] + 1 + tokens((2, T - t - 1), 96, t)) % 97  # every later token differs
+            out = model(x2)
+            torch.testing.assert_close(out[:, : t + 1], base[:, : t + 1], rtol=0, atol=1e-6)
+            assert not torch.allclose(out[:, t + 1 :], base[:, t + 1 :], atol=1e-3)  # the change did reach later positions
+
+
+def test_initial_loss_with_gpt2_init_is_near_uniform():
+    cfg = preset("tiny", gpt2_init=True)
+    model = build(cfg).eval()
+    x, y = tokens((4, 32), cfg.vocab_size, 4), tokens((4, 32), cfg.vocab_size, 5)
+    with torch.no_grad():
+        loss = model.loss(x, y).item()
+    assert abs(loss - math.log(cfg.vocab_size)) < 0.3  # ln(50257) = 10.825
+
+
+def test_initial_loss_with_the_course_init_is_far_above_uniform():
+    cfg = preset("tiny")
+    model = build(cfg).eval()
+    x, y = tokens((4, 32), cfg.vocab_size, 4), tokens((4, 32), cfg.vocab_size, 5)
+    with torch.no_grad():
+        loss = model.loss(x, y).item()
+    assert loss > math.log(cfg.vocab_size) + 1
+
+
+def test_tiny_model_overfits_one_batch():
+    cfg = GPTConfig(vocab_size=64, context_length=16, n_layer=2, n_head=2, n_embd=32)
+    model = build(cfg)
+    x, y = tokens((4, 16), 64, 6), tokens((4, 16), 64, 7)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(300):
+        loss = model.loss(x, y)
+        first = loss.item() if first is None else first
+        if loss.item() < 0.5:
+            break
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert first > 3.0
+    assert loss.item() < 0.5
+
+
+def test_forward_shape_and_loss_match_cross_entropy_of_forward():
+    model = build(SMALL).eval()
+    x, y = tokens((3, 10), 97, 8), tokens((3, 10), 97, 9)
+    with torch.no_grad():
+        logits = model(x)
+        loss = model.loss(x, y)
+    assert logits.shape == (3, 10, 97)
+    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(logits.reshape(-1, 97), y.reshape(-1)))
+
+
+def test_context_overflow_is_a_clear_error():
+    model = build(SMALL)
+    with pytest.raises(ValueError, match="context_length=16"):
+        model(torch.zeros(1, 17, dtype=torch.long))
+    with pytest.raises(ValueError, match="context_length"):
+        model.loss(torch.zeros(1, 17, dtype=torch.long), torch.zeros(1, 17, dtype=torch.long))
+    assert model(torch.zeros(1, 16, dtype=torch.long)).shape == (1, 16, 97)  # exactly full is fine
+
+
+# ---- switches ----------------------------------------------------------------------------------
+
+
+def test_log_softmax_output_returns_log_probabilities_and_keeps_the_loss():
+    plain = build(SMALL).eval()
+    logp_model = build(GPTConfig(**{**SMALL.to_dict(), "log_softmax_output": True})).eval()
+    logp_model.load_state_dict(plain.state_dict())
+    x, y = tokens((2, 12), 97, 10), tokens((2, 12), 97, 11)
+    with torch.no_grad():
+        logp = logp_model(x)
+        logits = plain(x)
+        torch.testing.assert_close(logp.exp().sum(-1), torch.ones(2, 12))
+        assert (logp <= 0).all()
+        torch.testing.assert_close(logp, torch.log_softmax(logits, -1))
+        torch.testing.assert_close(logp_model.loss(x, y), plain.loss(x, y))
+
+
+def test_scale_logits_divides_by_sqrt_n_embd():
+    plain = build(SMALL).eval()
+    scaled = build(GPTConfig(**{**SMALL.to_dict(), "scale_logits": True})).eval()
+    scaled.load_state_dict(plain.state_dict())
+    x, y = tokens((2, 12), 97, 12), tokens((2, 12), 97, 13)
+    with torch.no_grad():
+        a, b = plain(x), scaled(x)
+        torch.testing.assert_close(b, a / math.sqrt(SMALL.n_embd))
+        expected = torch.nn.functional.cross_entropy(a.reshape(-1, 97) / math.sqrt(32), y.reshape(-1))
+        torch.testing.assert_close(scaled.loss(x, y), expected)
+
+
+def test_dropout_is_active_in_train_mode_only():
+    cfg = GPTConfig(**{**SMALL.to_dict(), "dropout": 0.3})
+    model = build(cfg)
+    nodrop = build(SMALL)
+    nodrop.load_state_dict(model.state_dict())
+    x = tokens((2, 12), 97, 14)
+    with torch.no_grad():
+        model.train()
+        torch.manual_seed(1)
+        a = model(x)
+        b = model(x)
+        assert not torch.allclose(a, b)
+        model.eval()
+        c, d = model(x), model(x)
+        assert torch.equal(c, d)
+        torch.testing.assert_close(c, nodrop.eval()(x))
+
+
+def test_vocab_multiple_pads_rows_but_not_outputs():
+    cfg = GPTConfig(**{**SMALL.to_dict(), "vocab_multiple": 64})
+    padded = build(cfg, seed=1)
+    assert cfg.padded_vocab == 128  # 97 rounded up to a multiple of 64
+    assert padded.transformer.wte.weight.shape == (128, 32)
+    plain = build(SMALL)
+    copy_weights(plain, padded)
+    x, y = tokens((2, 12), 97, 15), tokens((2, 12), 97, 16)
+    with torch.no_grad():
+        out = padded(x)
+        assert out.shape == (2, 12, 97)
+        torch.testing.assert_close(out, plain(x))
+        torch.testing.assert_close(padded.loss(x, y), plain.loss(x, y))
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"scale_logits": True}, {"vocab_multiple": 64}, {"scale_logits": True, "vocab_multiple": 64}],
+    ids=["plain", "scaled", "padded", "scaled+padded"],
+)
+def test_chunked_loss_matches_the_plain_loss_and_gradients(extra):
+    base = GPTConfig(**{**SMALL.to_dict(), **extra})
+    chunked_cfg = GPTConfig(**{**base.to_dict(), "loss_chunk": 7})  # 3*12 = 36 rows: 5 full chunks + 1 partial
+    a = build(base, seed=2)
+    b = build(chunked_cfg, seed=3)
+    b.load_state_dict(a.state_dict())
+    x, y = tokens((3, 12), 97, 17), tokens((3, 12), 97, 18)
+    la, lb = a.loss(x, y), b.loss(x, y)
+    torch.testing.assert_close(lb, la, rtol=1e-5, atol=1e-6)
+    la.backward()
+    lb.backward()
+    ga, gb = dict(a.named_parameters()), dict(b.named_parameters())
+    for name, p in ga.items():
+        torch.testing.assert_close(gb[name].grad, p.grad, rtol=1e-4, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}")
+    if "vocab_multiple" in extra:  # padded rows take no part in the loss
+        assert torch.count_nonzero(gb["transformer.wte.weight"].grad[97:]) == 0
+
+
+def test_chunked_cross_entropy_scales_with_the_upstream_gradient():
+    g = torch.Generator().manual_seed(19)
+    h = torch.randn(10, 8, generator=g, requires_grad=True)
+    w = torch.randn(13, 8, generator=g, requires_grad=True)
+    t = torch.randint(0, 11, (10,), generator=g)
+    ref_h, ref_w = h.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    ref = torch.nn.functional.cross_entropy((ref_h @ ref_w[:11].t()) * 0.5, t)
+    out = chunked_cross_entropy(h, w, t, vocab_size=11, scale=0.5, chunk=3)
+    torch.testing.assert_close(out, ref)
+    (3.0 * out).backward()
+    (3.0 * ref).backward()
+    torch.testing.assert_close(h.grad, ref_h.grad)
+    torch.testing.assert_close(w.grad, ref_w.grad)
+
+
+def test_chunked_loss_without_grad_gives_the_same_value():
+    model = build(GPTConfig(**{**SMALL.to_dict(), "loss_chunk": 5})).eval()
+    x, y = tokens((2, 12), 97, 20), tokens((2, 12), 97, 21)
+    with_grad = model.loss(x, y)
+    with torch.no_grad():
+        no_grad = model.loss(x, y)
+    assert not no_grad.requires_grad
+    torch.testing.assert_close(no_grad, with_grad.detach())
+
+
+def test_chunked_loss_without_grad_does_only_the_logit_matmuls():
+    """Evaluation (no_grad) must not pay for the gradients the training path computes in its forward."""
+    dispatch = pytest.importorskip("torch.utils._python_dispatch")
+
+    class MatmulCount(dispatch.TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if str(func).startswith(("aten.mm", "aten.addmm", "aten.matmul", "aten.bmm")):
+                self.n += 1
+            return func(*args, **(kwargs or {}))
+
+    g = torch.Generator().manual_seed(24)
+    h = torch.randn(10, 8, generator=g, requires_grad=True)
+    w = torch.nn.Parameter(torch.randn(13, 8, generator=g))
+    t = torch.randint(0, 13, (10,), generator=g)
+    with torch.no_grad(), MatmulCount() as count:
+        chunked_cross_entropy(h, w, t, vocab_size=13, chunk=3)
+    assert count.n == 4  # one (chunk x V) logit product per chunk of 3 rows out of 10
+    with MatmulCount() as count:
+        chunked_cross_entropy(h, w, t, vocab_size=13, chunk=3)
+    assert count.n == 12  # with gradients: logits, grad of h and grad of W per chunk
+
+
+# ---- config errors -----------------------------------------------------------------------------
+
+
+def test_n_embd_not_divisible_by_n_head_names_both():
+    with pytest.raises(ValueError, match=r"n_embd=100.*n_head=12"):
+        GPTConfig(n_embd=100, n_head=12)
+
+
+def test_unknown_preset_lists_the_valid_ones():
+    with pytest.raises(ValueError) as err:
+        preset("huge")
+    msg = str(err.value)
+    assert "huge" in msg
+    for name in PRESETS:
+        assert name in msg
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"n_layer": 0}, {"vocab_size": -1}, {"n_head": 2.0}, {"dropout": 1.0}, {"loss_chunk": -1}]
+)
+def test_invalid_config_values_are_refused(kwargs):
+    with pytest.raises(ValueError):
+        GPTConfig(**kwargs)
+
+
+def test_preset_overrides_and_config_round_trip():
+    cfg = preset("model5", dropout=0.1)
+    assert cfg.dropout == 0.1 and PRESETS["model5"].dropout == 0.0  # the preset itself is untouched
+    assert GPTConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown GPTConfig fields"):
+        GPTConfig.from_dict({**cfg.to_dict(), "n_layers": 3})
+
+
+# ---- GPT-2 weights -----------------------------------------------------------------------------
+
+
+def _hf_gpt2(cfg: GPTConfig, seed: int = 0):
+    transformers = pytest.importorskip("transformers", reason="transformers is needed for the GPT-2 parity test")
+    hf_cfg = transformers.GPT2Config(
+        n_positions=cfg.context_length, n_embd=cfg.n_embd, n_layer=cfg.n_layer, n_head=cfg.n_head,
+        vocab_size=cfg.vocab_size, activation_function="gelu", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        layer_norm_epsilon=1e-5, tie_word_embeddings=True, bos_token_id=0, eos_token_id=0,
+    )
+    torch.manual_seed(seed)
+    hf = transformers.GPT2LMHeadModel(hf_cfg).eval()
+    with torch.no_grad():  # larger random weights than HF's init (LayerNorms and biases too), so mistakes show
+        for p in hf.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    return hf
+
+
+def test_gpt2_weights_give_the_same_logits_as_transformers():
+    hf = _hf_gpt2(SMALL)
+    model = load_gpt2_state_dict(build(SMALL, seed=5), hf.state_dict()).eval()
+    x = tokens((2, 16), 97, 22)
+    with torch.no_grad():
+        ref = hf(x).logits
+        out = model(x)
+    assert ref.abs().max() > 1  # the weights are not trivially small
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-4)
+
+
+def test_gpt2_weights_fit_a_padded_vocabulary():
+    hf = _hf_gpt2(SMALL, seed=1)
+    model = load_gpt2_state_dict(build(GPTConfig(**{**SMALL.to_dict(), "vocab_multiple": 64})), hf.state_dict())
+    x = tokens((1, 16), 97, 23)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), hf(x).logits, rtol=0, atol=1e-4)
+
+
+def test_gpt2_state_dict_of_another_depth_is_refused():
+    hf = _hf_gpt2(GPTConfig(**{**SMALL.to_dict(), "n_layer": 3}))
+    with pytest.raises(ValueError, match="n_layer"):
+        load_gpt2_state_dict(build(SMALL), hf.state_dict())
+
+
+def test_gpt2_state_dict_of_another_width_is_refused():
+    hf = _hf_gpt2(GPTConfig(**{**SMALL.to_dict(), "n_embd": 48}))
+    with pytest.raises(ValueError, match="does not fit"):
+        load_gpt2_state_dict(build(SMALL), hf.state_dict())

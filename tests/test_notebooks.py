@@ -1,0 +1,124 @@
+"""Fast checks of the committed notebooks (nothing is executed; `pytest notebooks --nbval` runs them).
+
+- the Colab badge and install line match what scripts/badges.py builds from pyproject.toml, and so does the
+  README's table of notebooks;
+- every notebook is committed executed: each code cell ran, in order, in one kernel, without errors;
+- no output shows a path of the machine that ran it;
+- each has the setup cell and the QUICK switch near the top;
+- each uses only the gpt_lesson names taught by then.
+"""
+
+import importlib.util
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NB_DIR = ROOT / "notebooks"
+
+_spec = importlib.util.spec_from_file_location("badges", ROOT / "scripts" / "badges.py")
+badges = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(badges)
+
+FILES = [file for file, *_ in badges.NOTEBOOKS]
+URL = badges.repository_url()
+
+# What each notebook teaches from the package; a notebook may use its own names and all earlier ones.
+TAUGHT = {
+    "01": {"load_book", "clean_text", "Book"},
+    "02": {"gpt2_encoding", "encode", "decode", "for_display", "VOCAB_SIZE", "EOT_ID"},
+    "03": {"tail_split", "block_split"},
+    "04": {"random_batch", "random_starts", "gather_windows", "loop_batch", "coverage", "plot_coverage",
+           "epoch_loader", "WindowDataset"},
+    "05": {"Model5", "preset", "PRESETS", "GPTConfig", "pick_device", "describe_runtime", "autocast_dtype",
+           "in_colab", "time_forward", "time_it", "forward_flops", "matmul_ceiling", "plot_timings"},
+    "06": {"choose_preset", "TRAIN_SHAPES", "train", "evaluate", "plot_losses", "History", "save_checkpoint",
+           "generate", "LESSON_PROMPT"},  # 06 samples before/after training; 07 takes generation apart
+    "07": {"checkpoint_config", "load_checkpoint", "read_checkpoint", "generate_tokens", "KVCache"},
+}
+LOCAL_PATH = re.compile(r"(/root/|/work/|/tmp/|/home/)")
+QUICK_LINE = 'QUICK = os.environ.get("GPT_LESSON_QUICK") == "1"'
+
+
+def _read(file):
+    return nbformat.read(NB_DIR / file, as_version=4)
+
+
+def _code(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def _texts(output):
+    """Every text an output holds (stream text, text/* data, tracebacks); images are skipped."""
+    if output.output_type == "stream":
+        yield output.text
+    elif output.output_type == "error":
+        yield output.ename + ": " + output.evalue
+        yield from output.traceback
+    else:
+        for key, value in output.get("data", {}).items():
+            if key.startswith("text/") or key.endswith("json"):
+                yield value if isinstance(value, str) else str(value)
+
+
+def test_every_notebook_is_listed():
+    on_disk = sorted(p.name for p in NB_DIR.glob("*.ipynb"))
+    assert on_disk == sorted(FILES), "scripts/badges.py NOTEBOOKS must list exactly the notebooks in notebooks/"
+
+
+@pytest.mark.parametrize("file", FILES)
+def test_badge_and_install_line_match_pyproject(file):
+    nb = _read(file)
+    assert badges.fix_notebook(nb, file, URL) == [], "run: python scripts/badges.py"
+    assert badges.badge(file, URL) in nb.cells[0].source
+    assert badges.install_line(URL) in _code(nb)[0].source
+
+
+def test_readme_table_is_up_to_date():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert badges.fix_readme(text, URL) == text, "run: python scripts/badges.py"
+
+
+@pytest.mark.parametrize("file", FILES)
+def test_committed_executed_without_errors(file):
+    cells = [c for c in _code(_read(file)) if c.source.strip()]
+    counts = [c.execution_count for c in cells]
+    assert None not in counts, f"cells never executed: {[i for i, n in enumerate(counts) if n is None]}"
+    assert counts == list(range(1, len(cells) + 1)), "execute the whole notebook once, top to bottom, in one kernel"
+    for i, cell in enumerate(cells):
+        assert not [o for o in cell.outputs if o.output_type == "error"], f"code cell {i} has an error output"
+        if i > 0 and "print(" in cell.source:  # the setup cell prints only in Colab
+            assert cell.outputs, f"code cell {i} prints but has no stored output"
+
+
+@pytest.mark.parametrize("file", FILES)
+def test_no_local_paths_or_warnings_in_outputs(file):
+    for i, cell in enumerate(_code(_read(file))):
+        for out in cell.outputs:
+            for text in _texts(out):
+                assert not LOCAL_PATH.search(text), f"code cell {i} shows a local path: {LOCAL_PATH.search(text)[0]}"
+            if out.output_type == "stream" and out.name == "stderr":
+                assert "Warning" not in out.text, f"code cell {i} has a warning in stderr: {out.text[:200]}"
+
+
+@pytest.mark.parametrize("file", FILES)
+def test_setup_cell_and_quick_switch(file):
+    nb = _read(file)
+    code = _code(nb)
+    setup = code[0].source
+    assert 'if "google.colab" in sys.modules:' in setup
+    assert "Change runtime type" in setup and "get_device_name" in setup
+    assert setup == _code(_read(FILES[0]))[0].source, "the setup cell is the same in every notebook"
+    assert any(QUICK_LINE in c.source for c in code[:3]), "the QUICK switch belongs near the top"
+
+
+@pytest.mark.parametrize("file", FILES)
+def test_uses_only_names_taught_so_far(file):
+    number = file[:2]
+    allowed = set().union(*(names for n, names in TAUGHT.items() if n <= number))
+    source = "\n".join(c.source for c in _code(_read(file)))
+    assert "from gpt_lesson" not in source, "import the package as `import gpt_lesson as gl`"
+    used = set(re.findall(r"\bgl\.(\w+)", source))
+    assert used <= allowed, f"{file} uses {sorted(used - allowed)} before the notebook that teaches it"

@@ -1,0 +1,74 @@
+"""Plots return their Figure with the data drawn (no image comparison)."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.container import BarContainer  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from gpt_lesson import History, plot_coverage, plot_losses, plot_timings  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def test_plot_losses_draws_train_and_test():
+    h = History(train_loss=[5.0, 4.0, 3.5, 3.0, 2.8], eval_steps=[0, 2, 5], test_loss=[5.1, 4.2, 3.3])
+    fig = plot_losses(h)
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    train_line, test_line = ax.get_lines()
+    assert list(train_line.get_xdata()) == [0, 1, 2, 3, 4]
+    assert list(train_line.get_ydata()) == h.train_loss
+    assert list(test_line.get_xdata()) == h.eval_steps
+    assert list(test_line.get_ydata()) == h.test_loss
+    assert len(ax.get_legend().get_texts()) == 2
+
+
+def test_plot_losses_without_test_loss_and_log_scale():
+    fig = plot_losses(History(train_loss=[3.0, 2.0, 1.0]), log_scale=True)
+    ax = fig.axes[0]
+    assert len(ax.get_lines()) == 1
+    assert ax.get_yscale() == "log"
+
+
+def test_plot_losses_on_given_axes():
+    fig, ax = plt.subplots()
+    out = plot_losses(History(train_loss=[1.0, 0.5]), ax=ax)
+    assert out is fig
+    assert len(ax.get_lines()) == 1
+
+
+def test_plot_timings_one_bar_per_label():
+    seconds = {"CPU": 8.1, "GPU": 0.05, "GPU fp16": 0.02}
+    fig = plot_timings(seconds)
+    ax = fig.axes[0]
+    bars = ax.patches
+    assert len(bars) == 3
+    assert [b.get_height() for b in bars] == pytest.approx(list(seconds.values()))
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(seconds)
+    assert len(ax.texts) == 3  # each bar is labelled with its value
+
+
+def test_plot_coverage_bars_per_name_are_shares():
+    counts = {
+        "random": torch.tensor([0, 1, 1, 2, 3, 0, 15, 1]),
+        "epoch": torch.ones(8, dtype=torch.long),
+    }
+    fig = plot_coverage(counts, max_count=4)
+    ax = fig.axes[0]
+    containers = [c for c in ax.containers if isinstance(c, BarContainer)]
+    assert len(containers) == 2
+    assert all(len(c) == 5 for c in containers)  # counts 0, 1, 2, 3, 4+
+    random_heights = [b.get_height() for b in containers[0]]
+    # 0 twice, 1 three times, 2 once, 3 once, 4+ once (the 15), out of 8 positions, in %.
+    assert random_heights == pytest.approx([25.0, 37.5, 12.5, 12.5, 12.5])
+    assert [b.get_height() for b in containers[1]] == pytest.approx([0, 100, 0, 0, 0])
+    assert [t.get_text() for t in ax.get_xticklabels()][-1] == "4+"

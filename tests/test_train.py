@@ -1,0 +1,350 @@
+"""train(): the history it keeps, learning, exact stop-and-resume, checkpoints, divergence."""
+
+import importlib
+import math
+
+import pytest
+import torch
+
+from gpt_lesson import (
+    GPTConfig,
+    History,
+    Model5,
+    TrainingDiverged,
+    checkpoint_config,
+    evaluate,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+    train,
+)
+
+CFG = GPTConfig(vocab_size=64, context_length=16, n_layer=1, n_head=2, n_embd=16)
+train_mod = importlib.import_module("gpt_lesson.train")  # the module (the package exports the function `train`)
+
+RUN = dict(batch_size=2, seq_len=8, progress=False, amp=False)  # common train() arguments
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models gain nothing from a second thread, and on a busy 2-core machine OpenMP's spinning
+    threads make them many times slower; the setting is restored after this module."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def build(cfg: GPTConfig = CFG, seed: int = 0) -> Model5:
+    torch.manual_seed(seed)
+    return Model5(cfg)
+
+
+def random_tokens(n: int, seed: int, vocab: int = 64) -> torch.Tensor:
+    return torch.randint(0, vocab, (n,), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return random_tokens(400, 1), random_tokens(200, 2)
+
+
+def weights(model: Model5) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+# ---- history -----------------------------------------------------------------------------------
+
+
+def test_history_records_every_step_and_the_evaluations(data):
+    train_tokens, test_tokens = data
+    h = train(build(), train_tokens, test_tokens, steps=5, eval_every=2, eval_batches=2, **RUN)
+    assert isinstance(h, History)
+    assert len(h.train_loss) == 5
+    assert all(math.isfinite(v) for v in h.train_loss)
+    assert h.eval_steps == [0, 2, 4, 5]  # step 0, every eval_every, and the end
+    assert len(h.test_loss) == 4 and all(math.isfinite(v) for v in h.test_loss)
+    assert h.tokens_seen == 5 * 2 * 8
+    assert h.to_dict()["tokens_per_s"] == h.tokens_per_s
+    assert History.from_dict(h.to_dict()) == h
+
+
+def test_end_is_not_evaluated_twice(data):
+    h = train(build(), *data, steps=4, eval_every=2, eval_batches=1, **RUN)
+    assert h.eval_steps == [0, 2, 4]
+
+
+def test_no_test_tokens_means_no_evaluation(data):
+    h = train(build(), data[0], None, steps=3, eval_every=1, **RUN)
+    assert h.eval_steps == [] and h.test_loss == [] and len(h.train_loss) == 3
+
+
+def test_test_loss_is_the_mean_over_eval_batches(data, monkeypatch):
+    """In eval mode the loss returns 1, 2, 3, ... : an evaluation of k batches must report (k + 1) / 2."""
+    model = build()
+    real_loss = model.loss
+    calls = {"n": 0}
+
+    def loss(x, y):
+        if model.training:
+            return real_loss(x, y)
+        calls["n"] += 1
+        return torch.tensor(float(calls["n"]))
+
+    monkeypatch.setattr(model, "loss", loss)
+    calls["n"] = 0
+    assert evaluate(model, data[1], batch_size=2, seq_len=8, n_batches=4) == pytest.approx(2.5)
+    assert model.training  # evaluate put the model back in train mode
+
+    def reset_then_evaluate(*args, **kwargs):
+        calls["n"] = 0
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "evaluate", reset_then_evaluate)
+    h = train(model, *data, steps=2, eval_every=1, eval_batches=5, **RUN)
+    assert h.test_loss == [pytest.approx(3.0)] * 3
+
+
+def test_the_same_test_batches_at_every_evaluation(data):
+    """With lr = 0 the weights never change, so every evaluation must give exactly the same number."""
+    h = train(build(), *data, steps=4, eval_every=1, eval_batches=3, lr=0.0, weight_decay=0.0, **RUN)
+    assert len(h.test_loss) == 5
+    assert len(set(h.test_loss)) == 1
+    assert len(set(h.train_loss)) > 1  # while the training batches are new random ones
+
+
+def test_evaluate_is_the_mean_of_the_batch_losses(data):
+    model = build().eval()
+    test = data[1]
+    g = torch.Generator().manual_seed(7)
+    from gpt_lesson import random_batch
+
+    with torch.no_grad():
+        expected = sum(model.loss(*random_batch(test, 2, 8, generator=g)).item() for _ in range(3)) / 3
+    assert evaluate(model, test, batch_size=2, seq_len=8, n_batches=3, seed=7) == pytest.approx(expected, rel=1e-6)
+    assert not model.training  # the mode is restored (it was eval)
+
+
+def test_loss_falls_on_a_repetitive_sequence():
+    tokens = torch.arange(16).repeat(40)  # 0 1 2 ... 15 0 1 2 ...: the next token is always predictable
+    h = train(build(seed=3), tokens, steps=60, lr=1e-2, batch_size=4, seq_len=8, progress=False, amp=False)
+    first, last = h.train_loss[0], sum(h.train_loss[-10:]) / 10
+    assert first > 3.0  # about ln(64) or more at the start
+    assert last < 0.5
+
+
+def test_train_leaves_the_global_rng_alone(data):
+    model = build()
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    train(model, data[0], steps=2, **RUN)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_bad_arguments_are_refused(data):
+    model = build()
+    with pytest.raises(ValueError, match="context_length"):
+        train(model, data[0], steps=1, batch_size=2, seq_len=17, progress=False)
+    with pytest.raises(ValueError, match="steps"):
+        train(model, data[0], steps=0, **RUN)
+    with pytest.raises(ValueError, match="eval_every"):
+        train(model, data[0], steps=1, eval_every=0, **RUN)
+    with pytest.raises(ValueError, match="1-D"):
+        train(model, data[0][None], steps=1, **RUN)
+
+
+# ---- stop and resume ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.2], ids=["no-dropout", "dropout"])
+def test_stop_and_resume_equals_an_unbroken_run(data, tmp_path, dropout):
+    cfg = GPTConfig(**{**CFG.to_dict(), "dropout": dropout})
+    kw = dict(steps=6, eval_every=2, eval_batches=2, seed=11, **RUN)
+
+    model_a = build(cfg, seed=0)
+    hist_a = train(model_a, *data, checkpoint_path=tmp_path / "a.pt", **kw)
+
+    model_b = build(cfg, seed=0)
+    part = train(model_b, *data, checkpoint_path=tmp_path / "b.pt", stop_after=3, **kw)
+    assert len(part.train_loss) == 3
+    assert read_checkpoint(tmp_path / "b.pt")["step"] == 3
+
+    fresh = build(cfg, seed=99)  # another initialisation: everything must come from the checkpoint
+    hist_b = train(fresh, *data, checkpoint_path=tmp_path / "b.pt", resume_from=tmp_path / "b.pt", **kw)
+
+    assert hist_b.train_loss == hist_a.train_loss  # exactly, step by step
+    assert hist_b.train_loss[:3] == part.train_loss
+    assert hist_b.eval_steps == hist_a.eval_steps == [0, 2, 4, 6]
+    assert hist_b.test_loss == hist_a.test_loss
+    assert hist_b.tokens_seen == hist_a.tokens_seen
+    assert_same_weights(weights(fresh), weights(model_a))
+    assert read_checkpoint(tmp_path / "b.pt")["step"] == 6
+
+
+def test_resume_from_a_periodic_checkpoint(data, tmp_path, monkeypatch):
+    kw = dict(steps=6, eval_every=3, eval_batches=1, seed=5, **RUN)
+    model_a = build()
+    hist_a = train(model_a, *data, **kw)
+
+    saved = []
+    real_save = train_mod.save_checkpoint
+
+    def save_and_keep(path, *args, **kwargs):
+        out = real_save(path, *args, **kwargs)
+        saved.append(args[2])  # the step
+        if args[2] == 4:
+            (tmp_path / "at4.pt").write_bytes(path.read_bytes())
+        return out
+
+    monkeypatch.setattr(train_mod, "save_checkpoint", save_and_keep)
+    train(build(), *data, checkpoint_path=tmp_path / "ck.pt", checkpoint_every=2, **kw)
+    assert saved == [2, 4, 6]
+    monkeypatch.undo()
+
+    fresh = build(seed=42)
+    hist = train(fresh, *data, resume_from=tmp_path / "at4.pt", **kw)
+    assert hist.train_loss == hist_a.train_loss
+    assert hist.test_loss == hist_a.test_loss
+    assert_same_weights(weights(fresh), weights(model_a))
+
+
+def test_resume_past_the_requested_steps_is_a_clear_error(data, tmp_path):
+    train(build(), *data, steps=4, checkpoint_path=tmp_path / "c.pt", **RUN)
+    with pytest.raises(ValueError, match="step 4"):
+        train(build(), *data, steps=2, resume_from=tmp_path / "c.pt", **RUN)
+
+
+# ---- checkpoints -------------------------------------------------------------------------------
+
+
+def test_checkpoint_round_trip_and_weights_only_loading(data, tmp_path):
+    model = build()
+    opt = torch.optim.AdamW(model.parameters())
+    model.loss(*[t[None, :8] for t in (data[0][:8], data[0][1:9])]).backward()
+    opt.step()
+    path = save_checkpoint(tmp_path / "sub" / "m.pt", model, opt, 7, History(train_loss=[1.0, 2.0]))
+    assert path.is_file()
+    raw = torch.load(path, weights_only=True)  # nothing in it needs unpickling arbitrary objects
+    assert raw["step"] == 7
+    ckpt = read_checkpoint(path)
+    assert ckpt["history"]["train_loss"] == [1.0, 2.0]
+    assert checkpoint_config(path) == CFG
+
+    other = build(seed=9)
+    other_opt = torch.optim.AdamW(other.parameters())
+    load_checkpoint(path, other, other_opt)
+    assert_same_weights(weights(other), weights(model))
+    assert other.lm_head.weight is other.transformer.wte.weight  # still tied after loading
+    assert other_opt.state_dict()["state"][0]["step"] == opt.state_dict()["state"][0]["step"]
+
+
+def test_checkpoint_of_another_config_is_refused(tmp_path):
+    path = save_checkpoint(tmp_path / "m.pt", build(), None, 0)
+    bigger = build(GPTConfig(**{**CFG.to_dict(), "n_embd": 32}))
+    with pytest.raises(ValueError, match="checkpoint_config") as err:
+        load_checkpoint(path, bigger)
+    assert "n_embd" in str(err.value)
+    # A switch that changes no shape still loads (e.g. dropout).
+    load_checkpoint(path, build(GPTConfig(**{**CFG.to_dict(), "dropout": 0.1})))
+
+
+def test_text_file_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / "notes.pt"
+    path.write_text("hello, I am not a checkpoint\n")
+    with pytest.raises(ValueError, match="not a gpt_lesson checkpoint"):
+        read_checkpoint(path)
+    with pytest.raises(ValueError, match="not a gpt_lesson checkpoint"):
+        load_checkpoint(path, build())
+
+
+def test_plain_torch_file_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / "state.pt"
+    torch.save({"model": build().state_dict(), "step": 3}, path)
+    with pytest.raises(ValueError, match="not a gpt_lesson checkpoint"):
+        read_checkpoint(path)
+    torch.save([1, 2, 3], path)
+    with pytest.raises(ValueError, match="not a gpt_lesson checkpoint"):
+        checkpoint_config(path)
+
+
+def test_missing_checkpoint_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        read_checkpoint(tmp_path / "nope.pt")
+    with pytest.raises(FileNotFoundError):
+        train(build(), random_tokens(100, 3), steps=1, resume_from=tmp_path / "nope.pt", **RUN)
+
+
+def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    model = build()
+    path = save_checkpoint(tmp_path / "ck.pt", model, None, 1)
+    good = path.read_bytes()
+
+    def broken_save(obj, f, *args, **kwargs):
+        partial = good[: len(good) // 3]  # a partial file, then the disk is full
+        if hasattr(f, "write"):
+            f.write(partial)
+        else:
+            with open(f, "wb") as fh:
+                fh.write(partial)
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(train_mod.torch, "save", broken_save)
+    with torch.no_grad():
+        model.transformer.wte.weight.add_(1.0)  # something new to save
+    with pytest.raises(OSError, match="No space"):
+        save_checkpoint(path, model, None, 2)
+    with pytest.raises(OSError, match="No space"):
+        train(model, random_tokens(100, 4), steps=1, checkpoint_path=path, **RUN)
+    monkeypatch.undo()
+
+    assert path.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.pt"]  # no *.part left behind
+    assert read_checkpoint(path)["step"] == 1
+
+
+# ---- divergence and clipping -------------------------------------------------------------------
+
+
+def test_nan_loss_stops_training_with_advice(data, monkeypatch):
+    model = build()
+    real_loss = model.loss
+    calls = {"n": 0}
+
+    def loss(x, y):
+        calls["n"] += 1
+        out = real_loss(x, y)
+        return out * float("nan") if calls["n"] == 3 else out
+
+    monkeypatch.setattr(model, "loss", loss)
+    with pytest.raises(TrainingDiverged) as err:
+        train(model, data[0], steps=10, **RUN)
+    msg = str(err.value)
+    assert "step 2" in msg
+    assert "lower learning rate" in msg and "grad_clip" in msg
+    assert calls["n"] == 3  # it stopped at once, on CPU
+
+
+def test_huge_learning_rate_diverges():
+    model = build(seed=1)
+    with pytest.raises(TrainingDiverged, match="lr=1e"):
+        train(model, random_tokens(300, 5), steps=30, lr=1e30, weight_decay=0.0, **RUN)
+
+
+def test_grad_clip_runs_and_stays_finite(data, monkeypatch):
+    norms = []
+    real_clip = torch.nn.utils.clip_grad_norm_
+
+    def clip(params, max_norm, *args, **kwargs):
+        norms.append(max_norm)
+        return real_clip(params, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
+    h = train(build(), *data, steps=3, grad_clip=0.5, **RUN)
+    assert norms == [0.5] * 3
+    assert all(math.isfinite(v) for v in h.train_loss + h.test_loss)
