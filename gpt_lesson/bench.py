@@ -79,6 +79,7 @@ def run(
     gen_tokens: int = 200,
     lesson_steps: int = 0,
     matmul_n: int = 2048,
+    chunk_variant: int = 1024,
     log=print,
 ) -> dict:
     """Run every measurement; return a JSON-ready dict. ``log`` gets a line per finished measurement."""
@@ -135,7 +136,14 @@ def run(
     torch.manual_seed(0)
     model = Model5(cfg).to(device)
     loss_fn = torch.compile(model.loss) if compile else model.loss
-    res["ours"] = measure("Model5 (gpt_lesson)", model, loss_fn)
+    res["ours"] = measure(f"Model5 (loss_chunk={cfg.loss_chunk})", model, loss_fn)
+    if chunk_variant and cfg.loss_chunk == 0:
+        # The same weights with the chunked head + cross-entropy (never all B*T*V logits at once).
+        chunked = Model5(replace(cfg, loss_chunk=chunk_variant)).to(device)
+        chunked.load_state_dict(model.state_dict())
+        res["ours_chunked"] = measure(f"Model5 (loss_chunk={chunk_variant})", chunked,
+                                      torch.compile(chunked.loss) if compile else chunked.loss)
+        del chunked
     if sweep:
         res["sweep"] = [measure("Model5 sweep", model, loss_fn, b) for b in sweep if b != batch_size]
 
@@ -149,6 +157,9 @@ def run(
             res["hf"] = measure("GPT2LMHeadModel (HF)", hf_model, torch.compile(hf_loss) if compile else hf_loss)
             res["ours_over_hf_step"] = res["hf"]["step_s"] / res["ours"]["step_s"]
             log(f"ours / HF training-step throughput: {res['ours_over_hf_step']:.2f}x")
+            if "ours_chunked" in res:
+                res["ours_chunked_over_hf_step"] = res["hf"]["step_s"] / res["ours_chunked"]["step_s"]
+                log(f"ours (chunked loss) / HF training-step throughput: {res['ours_chunked_over_hf_step']:.2f}x")
             del hf_model
 
     # The sampler, against a Python loop and a DataLoader, as a share of one training step.

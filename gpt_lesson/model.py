@@ -227,7 +227,8 @@ class Model5(nn.Module):
     def loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean next-token cross-entropy over (B, T); log-softmax output + NLL gives the same value."""
         h = self.hidden(idx)  # (B, T, C)
-        if self.config.loss_chunk:
+        # The chunked path is written for fp32 (the CPU); under GPU autocast the plain path is used.
+        if self.config.loss_chunk and not _autocast_on(h.device):
             return chunked_cross_entropy(
                 h.view(-1, h.size(-1)),
                 self.lm_head.weight,
@@ -238,6 +239,13 @@ class Model5(nn.Module):
             )
         logits = self._head(h)
         return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+
+
+def _autocast_on(device: torch.device) -> bool:
+    try:
+        return torch.is_autocast_enabled(device.type)
+    except TypeError:  # torch < 2.4 takes no device type
+        return torch.is_autocast_cpu_enabled() if device.type == "cpu" else torch.is_autocast_enabled()
 
 
 def _gpt2_init(m: nn.Module) -> None:

@@ -17,13 +17,13 @@ def result():
     cfg = GPTConfig(vocab_size=512, context_length=32, n_layer=1, n_head=2, n_embd=32)
     lines = []
     res = bench.run(torch.device("cpu"), cfg, 2, 16, repeats=1, sweep=[1, 4], hf=True, gen_tokens=8,
-                    lesson_steps=3, matmul_n=64, log=lines.append)
+                    lesson_steps=3, matmul_n=64, chunk_variant=7, log=lines.append)
     return res, lines
 
 
 def test_every_section_is_measured(result):
     res, lines = result
-    for key in ("matmul_tflops", "ours", "sweep", "sampler", "generation_tokens_per_s", "lesson_run"):
+    for key in ("matmul_tflops", "ours", "ours_chunked", "sweep", "sampler", "generation_tokens_per_s", "lesson_run"):
         assert key in res, key
     assert [s["batch_size"] for s in res["sweep"]] == [1, 4]
     assert res["lesson_run"]["steps"] == 3

@@ -1,6 +1,7 @@
 """Model 5: size, weight tying, causality, initial loss, the config switches, chunked loss, GPT-2 parity."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -377,3 +378,20 @@ def test_gpt2_state_dict_of_another_width_is_refused():
     hf = _hf_gpt2(GPTConfig(**{**SMALL.to_dict(), "n_embd": 48}))
     with pytest.raises(ValueError, match="does not fit"):
         load_gpt2_state_dict(build(SMALL), hf.state_dict())
+
+
+def test_chunked_loss_steps_aside_under_autocast(monkeypatch):
+    """The chunked path is fp32-only: under autocast the plain cross-entropy is used instead."""
+    import gpt_lesson.model as model_mod
+
+    calls = []
+    real = model_mod.chunked_cross_entropy
+    monkeypatch.setattr(model_mod, "chunked_cross_entropy", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cfg = GPTConfig(vocab_size=97, context_length=8, n_layer=1, n_head=2, n_embd=16, loss_chunk=5)
+    model = build(cfg)
+    x, y = tokens((2, 8), 97, 11), tokens((2, 8), 97, 12)
+    model.loss(x, y)
+    assert calls == [1]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model.loss(x, y)
+    assert calls == [1] and torch.isfinite(loss)
