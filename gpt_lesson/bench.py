@@ -80,6 +80,7 @@ def run(
     lesson_steps: int = 0,
     matmul_n: int = 2048,
     chunk_variant: int = 1024,
+    n_tokens: int = 200_000,
     log=print,
 ) -> dict:
     """Run every measurement; return a JSON-ready dict. ``log`` gets a line per finished measurement."""
@@ -103,14 +104,13 @@ def run(
             ceilings[str(dt).replace("torch.", "")] = matmul_ceiling(device, dt, 8192)
     res["matmul_tflops"] = {k: v / 1e12 for k, v in ceilings.items()}
     ceiling = ceilings[res["dtype"]]
-    log(f"matmul ceiling: " + ", ".join(f"{k} {v / 1e12:.2f} TFLOP/s" for k, v in ceilings.items()))
+    log("matmul ceiling: " + ", ".join(f"{k} {v / 1e12:.2f} TFLOP/s" for k, v in ceilings.items()))
 
     g = torch.Generator(device="cpu").manual_seed(0)
-    tokens = torch.randint(0, cfg.vocab_size, (200_000,), generator=g)
+    tokens = torch.randint(0, cfg.vocab_size, (n_tokens,), generator=g)
     tokens_dev = tokens.to(device)
     gdev = torch.Generator(device=device).manual_seed(0)
     x, y = random_batch(tokens_dev, batch_size, seq_len, generator=gdev)
-    flops_fwd = forward_flops(cfg, batch_size, seq_len)
 
     def measure(name: str, model, loss_fn, b: int = batch_size) -> dict:
         xb, yb = (x, y) if b == batch_size else random_batch(tokens_dev, b, seq_len, generator=gdev)
@@ -167,7 +167,16 @@ def run(
     t_loop = time_it(lambda: loop_batch(tokens, batch_size, seq_len, generator=g), "cpu", warmup=3, repeats=50)
     loader = epoch_loader(tokens, batch_size, seq_len, generator=torch.Generator().manual_seed(0))
     it = iter(loader)
-    t_dl = time_it(lambda: next(it), "cpu", warmup=3, repeats=50)
+
+    def next_loader_batch():
+        nonlocal it
+        try:
+            return next(it)
+        except StopIteration:  # one epoch may hold fewer batches than the repeats: start the next
+            it = iter(loader)
+            return next(it)
+
+    t_dl = time_it(next_loader_batch, "cpu", warmup=3, repeats=50)
     res["sampler"] = {
         "random_batch_s": t_vec.median, "loop_s": t_loop.median, "dataloader_s": t_dl.median,
         "speedup_vs_loop": t_loop.median / t_vec.median,

@@ -40,9 +40,9 @@ NOTEBOOKS = [
     ("02_tokenize.ipynb", "GPT-2 BPE with tiktoken: round trip, word pieces, `\\r` tokens, 158,153 raw vs 143,690 clean tokens, unused vocabulary", "26 s", "< 1 min"),
     ("03_train_test_split.ipynb", "The lesson's 90/10 tail split, why it is biased (the tail is Part IV), and a random block split", "17 s", "< 1 min"),
     ("04_random_batches.ipynb", "The random-batch sampler in four lines; how often each token is seen after 500 batches vs one DataLoader epoch", "26 s", "< 1 min"),
-    ("05_cpu_vs_gpu.ipynb", "Model 5 (123,849,984 parameters), honest CPU/GPU timing of a 16×256 forward pass, FLOP/s", "5 min", "~4 min (mostly the CPU timing)"),
-    ("06_train_model5.ipynb", "Train 500 random batches (Model 5 on a GPU, a small preset on a CPU), loss curves, samples, checkpoint", "TBD", "~5 min"),
-    ("07_generate.ipynb", "Generate: temperature, top-k, greedy, the course's sampling quirk, the KV cache", "TBD", "< 1 min"),
+    ("05_cpu_vs_gpu.ipynb", "Model 5 (123,849,984 parameters), honest CPU/GPU timing of a 16×256 forward pass, FLOP/s", "57 s", "~4 min (mostly the CPU timing)"),
+    ("06_train_model5.ipynb", "Train 500 random batches (Model 5 on a GPU, a small preset on a CPU), loss curves, samples, checkpoint", "7.5 min", "~5 min"),
+    ("07_generate.ipynb", "Generate: temperature, top-k, greedy, the course's sampling quirk, the KV cache", "30 s", "< 1 min"),
 ]
 
 BADGE_RE = re.compile(r"^\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)$", re.MULTILINE)
@@ -110,7 +110,9 @@ def readme_table(url: str) -> str:
         lines.append(f"| [{file}](notebooks/{file}) [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(file, url)}) | {teaches} | {cpu} | {t4} |")
     note = (
         "CPU times are wall times of a full execution (`jupyter nbconvert --execute`) on a 2-core CPU without a GPU, "
-        "where notebook 06 trains the small `cpu` preset; T4 times are estimates for Model 5 on a Colab T4 GPU."
+        "where notebook 06 trains the small `cpu` preset. Other jobs shared those 2 cores during some runs of 01-05, "
+        "so read those as upper bounds (06 and 07 were re-run on an idle machine); "
+        "T4 times are estimates for Model 5 on a Colab T4 GPU, not measurements."
     )
     return "\n".join(lines) + "\n\n" + note
 

@@ -6,6 +6,7 @@ import time
 from collections import Counter
 
 import pytest
+import torch
 
 from gpt_lesson import book as book_mod
 
@@ -18,6 +19,16 @@ def _isolated_cache(tmp_path, monkeypatch):
     """Nothing a test does may reach the user's real cache, or depend on their offline setting."""
     monkeypatch.setenv(book_mod.CACHE_ENV, str(tmp_path / "default_cache"))
     monkeypatch.delenv(book_mod.OFFLINE_ENV, raising=False)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """The tests' models are tiny: a second thread gains nothing, and on a busy 2-core machine OpenMP's
+    spinning threads make them many times slower. The setting is restored at the end."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="session")

@@ -20,16 +20,6 @@ from gpt_lesson.cli import main  # noqa: E402
 FAST = ["--offline", "--no-progress", "--sample-tokens", "5", "--eval-batches", "1"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and on a busy 2-core machine OpenMP's spinning
-    threads make them many times slower; the setting is restored after this module."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def metrics(run_dir):
     return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
 

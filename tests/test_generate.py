@@ -8,16 +8,6 @@ from gpt_lesson import LESSON_PROMPT, GPTConfig, Model5, generate, generate_toke
 SMALL = GPTConfig(vocab_size=97, context_length=16, n_layer=2, n_head=2, n_embd=32)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and on a busy 2-core machine OpenMP's spinning
-    threads make them many times slower; the setting is restored after this module."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def model64():
     """A float64 model: cached and recomputed logits then agree far below any sampling boundary."""

@@ -1,7 +1,6 @@
 """Model 5: size, weight tying, causality, initial loss, the config switches, chunked loss, GPT-2 parity."""
 
 import math
-from dataclasses import replace
 
 import pytest
 import torch
@@ -10,16 +9,6 @@ from gpt_lesson import PRESETS, GPTConfig, Model5, load_gpt2_state_dict, preset
 from gpt_lesson.model import chunked_cross_entropy
 
 SMALL = GPTConfig(vocab_size=97, context_length=16, n_layer=2, n_head=2, n_embd=32)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and on a busy 2-core machine OpenMP's spinning
-    threads make them many times slower; the setting is restored after this module."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def build(cfg: GPTConfig, seed: int = 0) -> Model5:

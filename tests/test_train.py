@@ -25,16 +25,6 @@ train_mod = importlib.import_module("gpt_lesson.train")  # the module (the packa
 RUN = dict(batch_size=2, seq_len=8, progress=False, amp=False)  # common train() arguments
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and on a busy 2-core machine OpenMP's spinning
-    threads make them many times slower; the setting is restored after this module."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def build(cfg: GPTConfig = CFG, seed: int = 0) -> Model5:
     torch.manual_seed(seed)
     return Model5(cfg)
