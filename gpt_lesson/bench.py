@@ -183,7 +183,7 @@ def run(
         "share_of_step": t_vec.median / res["ours"]["step_s"],
     }
     log(f"sampler: random_batch {1e6 * t_vec.median:.0f} us, Python loop {1e6 * t_loop.median:.0f} us "
-        f"({res['sampler']['speedup_vs_loop']:.0f}x), DataLoader {1e6 * t_dl.median:.0f} us; "
+        f"({res['sampler']['speedup_vs_loop']:.2f}x as fast), DataLoader {1e6 * t_dl.median:.0f} us; "
         f"{100 * res['sampler']['share_of_step']:.3f}% of a training step")
 
     # Generation: tokens/s with and without the KV cache (greedy, so both do the same work).
