@@ -24,10 +24,7 @@ from .device import autocast_dtype, pick_device
 from .generate import generate_tokens
 from .model import PRESETS, GPTConfig, Model5, preset
 from .timing import forward_flops, matmul_ceiling, time_it
-
-
-def _adamw(model: torch.nn.Module, device: torch.device, fused: bool) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, fused=True if fused else None)
+from .train import make_adamw, train
 
 
 def _step_fn(loss_fn, model, optimizer, x, y, dtype):
@@ -85,7 +82,7 @@ def run(
 ) -> dict:
     """Run every measurement; return a JSON-ready dict. ``log`` gets a line per finished measurement."""
     dtype = autocast_dtype(device)
-    fused = device.type == "cuda" if fused_adamw is None else fused_adamw
+    fused = True if fused_adamw is None else fused_adamw
     res: dict = {
         "date": time.strftime("%Y-%m-%d"),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()})",
@@ -116,7 +113,7 @@ def run(
         xb, yb = (x, y) if b == batch_size else random_batch(tokens_dev, b, seq_len, generator=gdev)
         fwd_fn = torch.compile(model) if compile else model
         fwd = time_it(lambda: _no_grad(fwd_fn, xb, dtype), device, warmup=1 + compile, repeats=repeats)
-        opt = _adamw(model, device, fused)
+        opt = make_adamw(model, lr=1e-4, weight_decay=0.01, fused=fused)
         step = time_it(_step_fn(loss_fn, model, opt, xb, yb, dtype), device, warmup=1 + compile, repeats=repeats)
         f = forward_flops(cfg, b, seq_len)
         out = {

@@ -338,3 +338,29 @@ def test_grad_clip_runs_and_stays_finite(data, monkeypatch):
     h = train(build(), *data, steps=3, grad_clip=0.5, **RUN)
     assert norms == [0.5] * 3
     assert all(math.isfinite(v) for v in h.train_loss + h.test_loss)
+
+
+def test_fused_adamw_matches_the_multi_tensor_one():
+    """The fused kernel is a fast path: same losses as the plain AdamW up to float rounding."""
+    tokens = torch.arange(400) % 64
+    runs = {}
+    for fused in (True, False):
+        torch.manual_seed(0)
+        model = Model5(CFG)
+        runs[fused] = train(model, tokens, steps=8, seed=3, fused=fused, eval_every=100, **RUN).train_loss
+    assert runs[True] != [] and len(runs[True]) == 8
+    torch.testing.assert_close(torch.tensor(runs[True]), torch.tensor(runs[False]), rtol=1e-4, atol=1e-5)
+
+
+def test_make_adamw_falls_back_where_fused_is_missing(monkeypatch):
+    real = torch.optim.AdamW
+
+    def no_fused(params, **kw):
+        if kw.get("fused"):
+            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of supported devices: ['cuda']")
+        return real(params, **kw)
+
+    monkeypatch.setattr(torch.optim, "AdamW", no_fused)
+    opt = train_mod.make_adamw(Model5(CFG), lr=1e-3, weight_decay=0.01)
+    assert isinstance(opt, real) and not opt.defaults.get("fused")
+    assert opt.defaults["lr"] == 1e-3 and opt.defaults["weight_decay"] == 0.01
