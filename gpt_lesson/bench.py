@@ -198,8 +198,6 @@ def run(
         f"({gen['speedup']:.1f}x)")
 
     if lesson_steps:
-        from .train import train
-
         torch.manual_seed(0)
         m = Model5(cfg).to(device)
         h = train(m, tokens, tokens[:20_000], steps=lesson_steps, batch_size=batch_size, seq_len=seq_len,
