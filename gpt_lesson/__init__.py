@@ -11,7 +11,7 @@ from .generate import LESSON_PROMPT, generate, generate_tokens
 from .model import PRESETS, TRAIN_SHAPES, GPTConfig, KVCache, Model5, choose_preset, load_gpt2_state_dict, preset
 from .plots import plot_coverage, plot_losses, plot_timings
 from .split import BlockSplit, block_split, tail_split
-from .timing import Timing, forward_flops, matmul_ceiling, time_forward, time_it, time_train_step
+from .timing import Timing, forward_flops, matmul_ceiling, time_forward, time_interleaved, time_it, time_train_step
 from .tokens import EOT_ID, VOCAB_SIZE, check_tokens, decode, encode, for_display, gpt2_encoding
 from .train import (
     History,

@@ -53,10 +53,14 @@ def random_starts(
 
 
 def gather_windows(tokens: torch.Tensor, starts: torch.Tensor, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """tokens (N,), starts (B,) -> X, Y of shape (B, T) with Y[:, t] = X[:, t + 1]."""
-    offsets = torch.arange(seq_len + 1, device=tokens.device)  # (T+1,)
-    index = starts.to(tokens.device)[:, None] + offsets  # (B, T+1): row b is s_b … s_b + T
-    window = tokens[index]  # (B, T+1), one gather
+    """tokens (N,), starts (B,) -> X, Y of shape (B, T) with Y[:, t] = X[:, t + 1], in the dtype of ``tokens``.
+
+    The same values as notebook 04's ``tokens[starts[:, None] + torch.arange(T + 1)]``, gathered as whole rows:
+    ``unfold`` views every window of T + 1 tokens without copying, ``index_select`` copies the B chosen ones.
+    That avoids building and walking a (B, T+1) index tensor: several times faster on a CPU.
+    """
+    windows = tokens.unfold(0, seq_len + 1, 1)  # (N - T, T+1), a view: row s is tokens[s : s + T + 1]
+    window = windows.index_select(0, starts.to(tokens.device))  # (B, T+1), one gather
     return window[:, :-1], window[:, 1:]
 
 
@@ -76,7 +80,9 @@ def random_batch(
     """
     check_tokens(tokens)
     starts = random_starts(len(tokens), batch_size, seq_len, generator=generator, allowed=allowed)
-    x, y = gather_windows(tokens.long(), starts, seq_len)
+    x, y = gather_windows(tokens, starts, seq_len)
+    if x.dtype != torch.long:  # int64 for nn.Embedding and cross_entropy; convert B*T tokens, not all N
+        x, y = x.long(), y.long()
     if device is not None and torch.device(device) != x.device:
         x, y = x.to(device), y.to(device)
     return x, y

@@ -59,6 +59,28 @@ def time_it(fn: Callable[[], object], device: torch.device | str = "cpu", *, war
     return Timing(tuple(times))
 
 
+def time_interleaved(
+    fns: dict[str, Callable[[], object]], device: torch.device | str = "cpu", *, warmup: int = 1, repeats: int = 5
+) -> dict[str, Timing]:
+    """Time several functions in turns (A B C, A B C, ...) so that drift of the machine's speed over the
+    run (other load, clock changes) falls on all of them alike, not on whichever ran last."""
+    device = torch.device(device)
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return {name: Timing(tuple(t)) for name, t in times.items()}
+
+
 def time_forward(model: torch.nn.Module, x: torch.Tensor, *, warmup: int = 1, repeats: int = 5, dtype: torch.dtype | None = None) -> Timing:
     """Median time of ``model(x)`` without gradients; ``dtype`` runs it under CUDA autocast."""
 

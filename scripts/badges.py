@@ -40,7 +40,7 @@ NOTEBOOKS = [
     ("02_tokenize.ipynb", "GPT-2 BPE with tiktoken: round trip, word pieces, `\\r` tokens, 158,153 raw vs 143,690 clean tokens, unused vocabulary", "26 s", "< 1 min"),
     ("03_train_test_split.ipynb", "The lesson's 90/10 tail split, why it is biased (the tail is Part IV), and a random block split", "17 s", "< 1 min"),
     ("04_random_batches.ipynb", "The random-batch sampler in four lines; how often each token is seen after 500 batches vs one DataLoader epoch", "26 s", "< 1 min"),
-    ("05_cpu_vs_gpu.ipynb", "Model 5 (123,849,984 parameters), honest CPU/GPU timing of a 16×256 forward pass, FLOP/s", "57 s", "~4 min (mostly the CPU timing)"),
+    ("05_cpu_vs_gpu.ipynb", "Model 5 (123,849,984 parameters), honest CPU/GPU timing of a 16×256 forward pass, FLOP/s", "62 s", "~4 min (mostly the CPU timing)"),
     ("06_train_model5.ipynb", "Train 500 random batches (Model 5 on a GPU, a small preset on a CPU), loss curves, samples, checkpoint", "7.5 min", "~5 min"),
     ("07_generate.ipynb", "Generate: temperature, top-k, greedy, the course's sampling quirk, the KV cache", "30 s", "< 1 min"),
 ]

@@ -49,6 +49,25 @@ def test_gather_windows():
     assert x[:, 0].tolist() == [0, 70, 830] and y[:, -1].tolist() == [160, 230, 990]
 
 
+def test_gather_windows_equals_the_index_tensor_gather():
+    # notebook 04 builds the (B, T+1) index tensor; the package picks rows of an unfold view instead
+    tokens = torch.randint(0, 50_257, (N,), generator=gen(9))
+    starts = torch.cat([random_starts(N, 64, T, generator=gen(9)), torch.tensor([0, N - T - 1])])
+    window = tokens[starts[:, None] + torch.arange(T + 1)]
+    x, y = gather_windows(tokens, starts, T)
+    assert torch.equal(x, window[:, :-1]) and torch.equal(y, window[:, 1:])
+    with pytest.raises(IndexError):  # a start with no full window after it
+        gather_windows(tokens, torch.tensor([N - T]), T)
+
+
+def test_random_batch_converts_only_the_batch_to_int64():
+    tokens = torch.randint(0, 50_257, (N,), generator=gen(3), dtype=torch.int32)
+    x, y = random_batch(tokens, B, T, generator=gen(4))
+    x64, y64 = random_batch(tokens.long(), B, T, generator=gen(4))
+    assert x.dtype == y.dtype == torch.int64
+    assert torch.equal(x, x64) and torch.equal(y, y64)
+
+
 def test_starts_in_bounds():
     starts = random_starts(N, 10_000, T, generator=gen())
     assert starts.dtype == torch.int64 and starts.shape == (10_000,)

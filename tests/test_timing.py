@@ -5,7 +5,10 @@ import math
 import pytest
 import torch
 
-from gpt_lesson import GPTConfig, Model5, Timing, forward_flops, matmul_ceiling, preset, time_forward, time_it, time_train_step
+from gpt_lesson import (
+    GPTConfig, Model5, Timing, forward_flops, matmul_ceiling, preset, time_forward, time_interleaved, time_it,
+    time_train_step,
+)
 
 
 def test_time_it_calls_warmup_plus_repeats_times():
@@ -21,6 +24,21 @@ def test_time_it_without_warmup():
     calls = []
     t = time_it(lambda: calls.append(1), warmup=0, repeats=1)
     assert len(calls) == 1 and len(t.times) == 1
+
+
+def test_time_interleaved_takes_turns():
+    calls = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    res = time_interleaved(fns, warmup=1, repeats=2)
+    assert calls == list("abc") * 3  # one warm-up round, then two timed rounds, each a, b, c in turn
+    assert list(res) == list("abc") and all(len(t.times) == 2 for t in res.values())
+
+
+def test_time_interleaved_refuses_bad_counts():
+    calls = []
+    with pytest.raises(ValueError, match="repeats"):
+        time_interleaved({"a": lambda: calls.append(1)}, repeats=0)
+    assert calls == []
 
 
 def test_timing_statistics():

@@ -364,3 +364,17 @@ def test_make_adamw_falls_back_where_fused_is_missing(monkeypatch):
     opt = train_mod.make_adamw(Model5(CFG), lr=1e-3, weight_decay=0.01)
     assert isinstance(opt, real) and not opt.defaults.get("fused")
     assert opt.defaults["lr"] == 1e-3 and opt.defaults["weight_decay"] == 0.01
+
+
+@pytest.mark.parametrize("loss_chunk", [0, 5])  # full logits (the GPU's path), chunked head + loss (the CPU's)
+def test_compiled_training_matches_eager(data, loss_chunk):
+    """torch.compile is a fast path: the same losses as eager up to float rounding (compiles on the CPU: ~30 s)."""
+    cfg = GPTConfig(**{**CFG.to_dict(), "loss_chunk": loss_chunk})
+    losses = {}
+    for compile in (False, True):
+        torch.manual_seed(0)
+        model = Model5(cfg)
+        h = train(model, data[0], data[1], steps=4, seed=5, eval_every=2, compile=compile, **RUN)
+        losses[compile] = h.train_loss + h.test_loss
+    assert len(losses[True]) == 4 + 3  # every step, and evaluations at 0, 2, 4
+    torch.testing.assert_close(torch.tensor(losses[True]), torch.tensor(losses[False]), rtol=1e-4, atol=1e-5)
