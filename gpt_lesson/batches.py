@@ -57,7 +57,7 @@ def gather_windows(tokens: torch.Tensor, starts: torch.Tensor, seq_len: int) -> 
 
     The same values as notebook 04's ``tokens[starts[:, None] + torch.arange(T + 1)]``, gathered as whole rows:
     ``unfold`` views every window of T + 1 tokens without copying, ``index_select`` copies the B chosen ones.
-    That avoids building and walking a (B, T+1) index tensor: several times faster on a CPU.
+    That avoids building and walking a (B, T+1) index tensor: about twice as fast on a CPU.
     """
     windows = tokens.unfold(0, seq_len + 1, 1)  # (N - T, T+1), a view: row s is tokens[s : s + T + 1]
     window = windows.index_select(0, starts.to(tokens.device))  # (B, T+1), one gather

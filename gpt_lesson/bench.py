@@ -29,7 +29,7 @@ from .timing import forward_flops, matmul_ceiling, time_interleaved, time_it
 from .train import make_adamw, train
 
 
-def _step_fn(loss_fn, model, optimizer, x, y, dtype):
+def _step_fn(loss_fn, optimizer, x, y, dtype):
     scaler = torch.amp.GradScaler(x.device.type, enabled=dtype == torch.float16)
 
     def step() -> None:
@@ -132,9 +132,9 @@ def run(
         # The same weights with the other loss path: chunked head + cross-entropy (never all B*T*V logits at
         # once) if ours computes the full logits, the full logits if ours is chunked.
         other = 0 if cfg.loss_chunk else chunk_variant
-        chunked = Model5(replace(cfg, loss_chunk=other)).to(device)
-        chunked.load_state_dict(model.state_dict())
-        contenders["ours_chunked" if other else "ours_full_logits"] = (f"Model5 (loss_chunk={other})", chunked, chunked.loss)
+        other_loss = Model5(replace(cfg, loss_chunk=other)).to(device)
+        other_loss.load_state_dict(model.state_dict())
+        contenders["ours_chunked" if other else "ours_full_logits"] = (f"Model5 (loss_chunk={other})", other_loss, other_loss.loss)
     if vocab_variant and cfg.padded_vocab % vocab_variant:
         padded = Model5(replace(cfg, vocab_multiple=vocab_variant)).to(device)
         contenders["ours_padded"] = (f"Model5 (vocab {padded.config.padded_vocab})", padded, padded.loss)
@@ -151,8 +151,8 @@ def run(
     fwd_fns, step_fns = {}, {}
     for key, (_, m, loss_fn) in contenders.items():
         fwd_fns[key] = lambda m=m: _no_grad(m, x, dtype)
-        params = model if key == "ours_compiled" else m
-        step_fns[key] = _step_fn(loss_fn, params, make_adamw(params, lr=1e-4, weight_decay=0.01, fused=fused), x, y, dtype)
+        opt = make_adamw(model if key == "ours_compiled" else m, lr=1e-4, weight_decay=0.01, fused=fused)
+        step_fns[key] = _step_fn(loss_fn, opt, x, y, dtype)
     if compile:  # compilation (and recompilation for the training step) before any clock starts
         for _ in range(2):
             fwd_fns["ours_compiled"]()
@@ -176,7 +176,7 @@ def run(
     if profile:
         res["profile"] = _profile(step_fns["ours"], device, log=log)
     del fwd_fns, step_fns, contenders
-    hf_model = chunked = padded = None  # free the other contenders before the sweep  # noqa: F841
+    hf_model = other_loss = padded = None  # free the other contenders before the sweep  # noqa: F841
     if sweep:
         res["sweep"] = []
         for b in sweep:
@@ -185,7 +185,7 @@ def run(
             xb, yb = random_batch(tokens_dev, b, seq_len, generator=gdev)
             fwd = time_it(lambda: _no_grad(model, xb, dtype), device, warmup=1, repeats=repeats)
             opt = make_adamw(model, lr=1e-4, weight_decay=0.01, fused=fused)
-            step = time_it(_step_fn(model.loss, model, opt, xb, yb, dtype), device, warmup=1, repeats=repeats)
+            step = time_it(_step_fn(model.loss, opt, xb, yb, dtype), device, warmup=1, repeats=repeats)
             res["sweep"].append(entry(fwd, step, b))
             log(f"{'Model5 sweep':<28} B={b:<3} forward {fwd.median:8.3f} s   step {step.median:8.3f} s "
                 f"(range {step.min:.2f}-{step.max:.2f})   {b * seq_len / step.median:7.0f} tok/s")

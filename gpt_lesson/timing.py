@@ -44,19 +44,7 @@ def _sync(device: torch.device) -> None:
 
 def time_it(fn: Callable[[], object], device: torch.device | str = "cpu", *, warmup: int = 1, repeats: int = 5) -> Timing:
     """Time ``fn()`` ``repeats`` times after ``warmup`` untimed calls, synchronizing on CUDA."""
-    device = torch.device(device)
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return Timing(tuple(times))
+    return time_interleaved({"fn": fn}, device, warmup=warmup, repeats=repeats)["fn"]
 
 
 def time_interleaved(
