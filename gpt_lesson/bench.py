@@ -25,22 +25,8 @@ from .batches import epoch_loader, loop_batch, random_batch
 from .device import autocast_dtype, pick_device
 from .generate import generate_tokens
 from .model import PRESETS, GPTConfig, Model5, preset
-from .timing import forward_flops, matmul_ceiling, time_interleaved, time_it
+from .timing import forward_flops, matmul_ceiling, time_interleaved, time_it, train_step_fn
 from .train import make_adamw, train
-
-
-def _step_fn(loss_fn, optimizer, x, y, dtype):
-    scaler = torch.amp.GradScaler(x.device.type, enabled=dtype == torch.float16)
-
-    def step() -> None:
-        with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
-            loss = loss_fn(x, y)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-
-    return step
 
 
 def _hf_model(cfg: GPTConfig, device: torch.device):
@@ -152,7 +138,7 @@ def run(
     for key, (_, m, loss_fn) in contenders.items():
         fwd_fns[key] = lambda m=m: _no_grad(m, x, dtype)
         opt = make_adamw(model if key == "ours_compiled" else m, lr=1e-4, weight_decay=0.01, fused=fused)
-        step_fns[key] = _step_fn(loss_fn, opt, x, y, dtype)
+        step_fns[key] = train_step_fn(loss_fn, opt, x, y, dtype)
     if compile:  # compilation (and recompilation for the training step) before any clock starts
         for _ in range(2):
             fwd_fns["ours_compiled"]()
@@ -185,7 +171,7 @@ def run(
             xb, yb = random_batch(tokens_dev, b, seq_len, generator=gdev)
             fwd = time_it(lambda: _no_grad(model, xb, dtype), device, warmup=1, repeats=repeats)
             opt = make_adamw(model, lr=1e-4, weight_decay=0.01, fused=fused)
-            step = time_it(_step_fn(model.loss, opt, xb, yb, dtype), device, warmup=1, repeats=repeats)
+            step = time_it(train_step_fn(model.loss, opt, xb, yb, dtype), device, warmup=1, repeats=repeats)
             res["sweep"].append(entry(fwd, step, b))
             log(f"{'Model5 sweep':<28} B={b:<3} forward {fwd.median:8.3f} s   step {step.median:8.3f} s "
                 f"(range {step.min:.2f}-{step.max:.2f})   {b * seq_len / step.median:7.0f} tok/s")

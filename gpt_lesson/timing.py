@@ -79,22 +79,31 @@ def time_forward(model: torch.nn.Module, x: torch.Tensor, *, warmup: int = 1, re
     return time_it(run, x.device, warmup=warmup, repeats=repeats)
 
 
-def time_train_step(
-    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer, *,
-    warmup: int = 1, repeats: int = 5, dtype: torch.dtype | None = None,
-) -> Timing:
-    """Median time of one step: forward, loss, backward, optimizer step (the weights change)."""
+def train_step_fn(
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], optimizer: torch.optim.Optimizer,
+    x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype | None = None,
+) -> Callable[[], None]:
+    """A function doing one training step on (x, y): forward + loss under ``dtype`` autocast (fp16 with a
+    gradient scaler), backward, optimizer step. ``loss_fn`` is e.g. ``model.loss`` or a compiled one."""
     scaler = torch.amp.GradScaler(x.device.type, enabled=dtype == torch.float16)
 
-    def run() -> None:
+    def step() -> None:
         with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
-            loss = model.loss(x, y)
+            loss = loss_fn(x, y)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
 
-    return time_it(run, x.device, warmup=warmup, repeats=repeats)
+    return step
+
+
+def time_train_step(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer, *,
+    warmup: int = 1, repeats: int = 5, dtype: torch.dtype | None = None,
+) -> Timing:
+    """Median time of one step: forward, loss, backward, optimizer step (the weights change)."""
+    return time_it(train_step_fn(model.loss, optimizer, x, y, dtype), x.device, warmup=warmup, repeats=repeats)
 
 
 def forward_flops(config: GPTConfig, batch_size: int, seq_len: int) -> int:
