@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Callable
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError, ProtocolError, ReadTimeoutError
+from urllib3.util.retry import Retry
+
+from .fileio import write_atomic  # also re-exported here for callers that still import it from book
 
 GULLIVER_ID = 829
 SHIPPED_FILE = "829-0.txt"
@@ -103,52 +107,65 @@ def validate_book(data: bytes, origin: str = "text") -> str:
     return text
 
 
+class _Retry(Retry):
+    """urllib3's `Retry` with the waits and errors `download` has always had.
+
+    It waits backoff, 2×backoff, 4×backoff, ... before the 2nd, 3rd, 4th try (urllib3 skips the first
+    wait); and when the last try timed out while waiting for the answer, it raises that timeout, as
+    one try without retries does, instead of urllib3's "max retries exceeded" (a requests
+    ConnectionError).
+    """
+
+    def get_backoff_time(self) -> float:
+        return self.backoff_factor * 2 ** (len(self.history) - 1) if self.history else 0.0
+
+    def sleep(self, response=None) -> None:
+        time.sleep(self.get_backoff_time())
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None) -> Retry:
+        try:
+            return super().increment(method, url, response, error, _pool, _stacktrace)
+        except MaxRetryError:
+            if isinstance(error, (ReadTimeoutError, ProtocolError)):
+                raise error from None
+            raise
+
+
+def _session(retries: int, backoff: float) -> requests.Session:
+    """A session that sends our User-Agent and makes ``retries`` tries in all.
+
+    Connection errors, timeouts and HTTP 5xx are tried again; any other status (a 404...) is
+    returned at once. After the last try the 5xx response itself is returned, so that
+    `raise_for_status` raises a `requests.HTTPError` as for any other error status.
+    """
+    retry = _Retry(
+        total=retries - 1,
+        backoff_factor=backoff,
+        status_forcelist=range(500, 600),
+        raise_on_status=False,
+        respect_retry_after_header=False,  # else a 413 or 429 with Retry-After would be retried
+    )
+    session = requests.Session()
+    session.headers["User-Agent"] = USER_AGENT
+    adapter = HTTPAdapter(max_retries=retry)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
 def download(url: str, *, timeout: float = 20.0, retries: int = 3, backoff: float = 1.0) -> bytes:
     """GET ``url`` with a timeout and retries (waits backoff, 2×backoff, ...); return the body.
 
-    Raises the last `requests` error when every try failed. An HTTP 4xx is not retried.
+    ``retries`` counts tries. Raises a `requests.RequestException` when every try failed: an HTTP
+    error status as `requests.HTTPError` (a 4xx at once, without retrying), a timeout as
+    `requests.Timeout`. A body that breaks off after the headers arrived is not tried again.
     """
-    if retries < 1:  # `retries` counts tries: 0 would try nothing and have no error to raise
+    if retries < 1:  # 0 would try nothing and have no error to raise
         raise ValueError(f"retries must be at least 1 (the number of tries), got {retries!r}")
-    last: Exception | None = None
-    for attempt in range(retries):
-        if attempt:
-            time.sleep(backoff * 2 ** (attempt - 1))
-        try:
-            r = requests.get(url, timeout=timeout, headers={"User-Agent": USER_AGENT})
-            r.raise_for_status()
-            return r.content
-        except requests.HTTPError as e:
-            last = e
-            if e.response is not None and 400 <= e.response.status_code < 500:
-                break  # a missing page stays missing
-        except requests.RequestException as e:
-            last = e
-    assert last is not None
-    raise last
-
-
-def write_atomic(path: Path, data: bytes | Callable[[BinaryIO], object]) -> None:
-    """Write ``data`` (bytes, or a function that writes to a binary file) to ``path`` atomically.
-
-    It goes to a temporary file in the same folder, which is renamed over ``path`` only once it is
-    complete: readers see the old file or the new one, never half of one, even after a crash.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data) if isinstance(data, (bytes, bytearray)) else data(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a normal file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _session(retries, backoff) as session:
+        r = session.get(url, timeout=timeout)
+        r.raise_for_status()
+        return r.content
 
 
 def _read_valid(path: Path) -> str | None:
@@ -160,6 +177,69 @@ def _read_valid(path: Path) -> str | None:
 
 def _env_offline() -> bool:
     return os.environ.get(OFFLINE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _local_file(book: int | str | os.PathLike) -> Book | None:
+    """The book read from a local file when ``book`` is a path (not an id or a URL), else None."""
+    if not (isinstance(book, os.PathLike) or (isinstance(book, str) and "://" not in book and not book.isdigit())):
+        return None
+    path = Path(book).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no book file at {str(path)!r}; give an existing .txt path, a Gutenberg id such as 829, or a URL"
+        )
+    return Book(path.read_bytes().decode("utf-8"), "file", str(path))
+
+
+def _sources(book: int | str) -> tuple[list[str], int | None, str]:
+    """The URLs to try, the Gutenberg id (None for a URL) and the cache file name of ``book``."""
+    if isinstance(book, str) and "://" in book:
+        if not book.startswith(("http://", "https://")):
+            raise ValueError(f"unsupported URL {book!r}; use an http:// or https:// address")
+        return [book], None, re.sub(r"[^A-Za-z0-9._-]+", "_", book.split("://", 1)[1])[-120:]
+    book_id = int(book)
+    if book_id <= 0:
+        raise ValueError(f"Gutenberg ids are positive integers, got {book_id}")
+    return gutenberg_urls(book_id), book_id, f"pg{book_id}.txt"
+
+
+def _download_and_cache(
+    urls: list[str], cache_path: Path, timeout: float, retries: int, say: Callable[..., None]
+) -> Book | str:
+    """The book from the first URL that gives a valid one, cached if possible; else why none did."""
+    errors = []
+    for url in urls:
+        try:
+            text = validate_book(download(url, timeout=timeout, retries=retries), url)
+        except (requests.RequestException, BookError) as e:
+            errors.append(f"{url}: {type(e).__name__}: {e}")
+            continue
+        try:
+            write_atomic(cache_path, text.encode("utf-8"))
+        except OSError as e:
+            say(f"Downloaded the book but could not cache it ({e}); using it uncached.")
+        return Book(text, "download", url)
+    return "download failed: " + errors[-1]
+
+
+def _fallback(
+    book: int | str, book_id: int | None, cached: str | None, cache_path: Path, why: str, say: Callable[..., None]
+) -> Book:
+    """The cached copy, else the shipped one (book 829 only), saying why; else a ConnectionError."""
+    if cached is not None:
+        say(f"Using the cached copy: {why}")
+        return Book(cached, "cache", str(cache_path), note=why)
+    if book_id == GULLIVER_ID:
+        say(f"Using the copy shipped with gpt_lesson: {why}")
+        return Book(shipped_path().read_bytes().decode("utf-8"), "shipped", SHIPPED_FILE, note=why)
+    raise ConnectionError(
+        f"could not get book {book!r} and there is no cached copy ({why}). Connect to the internet, "
+        "or download the plain-text UTF-8 file yourself and pass its path."
+    )
+
+
+def _quiet(*args, **kwargs) -> None:
+    pass
 
 
 def load_book(
@@ -180,62 +260,23 @@ def load_book(
     be fetched, the shipped copy is used and one line says why.
     """
     offline = _env_offline() if offline is None else offline
-    say = print if verbose else (lambda *a, **k: None)
-
-    if isinstance(book, os.PathLike) or (isinstance(book, str) and "://" not in book and not book.isdigit()):
-        path = Path(book).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"no book file at {str(path)!r}; give an existing .txt path, a Gutenberg id such as 829, or a URL"
-            )
-        return Book(path.read_bytes().decode("utf-8"), "file", str(path))
-
-    if isinstance(book, str) and "://" in book:
-        if not book.startswith(("http://", "https://")):
-            raise ValueError(f"unsupported URL {book!r}; use an http:// or https:// address")
-        urls, book_id = [book], None
-        cache_name = re.sub(r"[^A-Za-z0-9._-]+", "_", book.split("://", 1)[1])[-120:]
-    else:
-        book_id = int(book)
-        if book_id <= 0:
-            raise ValueError(f"Gutenberg ids are positive integers, got {book_id}")
-        urls, cache_name = gutenberg_urls(book_id), f"pg{book_id}.txt"
-
-    cache_path = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    cache_path = cache_path / cache_name
-
+    say = print if verbose else _quiet
+    local = _local_file(book)
+    if local is not None:
+        return local
+    urls, book_id, cache_name = _sources(book)
+    cache_path = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / cache_name
     cached = _read_valid(cache_path) if cache_path.exists() else None
     if cached is not None and not refresh:
         return Book(cached, "cache", str(cache_path))
-
-    why = ""
     if offline:
         why = f"offline mode ({OFFLINE_ENV} or offline=True)"
     else:
-        errors = []
-        for url in urls:
-            try:
-                text = validate_book(download(url, timeout=timeout, retries=retries), url)
-            except (requests.RequestException, BookError) as e:
-                errors.append(f"{url}: {type(e).__name__}: {e}")
-                continue
-            try:
-                write_atomic(cache_path, text.encode("utf-8"))
-            except OSError as e:
-                say(f"Downloaded the book but could not cache it ({e}); using it uncached.")
-            return Book(text, "download", url)
-        why = "download failed: " + errors[-1]
-
-    if cached is not None:
-        say(f"Using the cached copy: {why}")
-        return Book(cached, "cache", str(cache_path), note=why)
-    if book_id == GULLIVER_ID:
-        say(f"Using the copy shipped with gpt_lesson: {why}")
-        return Book(shipped_path().read_bytes().decode("utf-8"), "shipped", SHIPPED_FILE, note=why)
-    raise ConnectionError(
-        f"could not get book {book!r} and there is no cached copy ({why}). Connect to the internet, "
-        "or download the plain-text UTF-8 file yourself and pass its path."
-    )
+        got = _download_and_cache(urls, cache_path, timeout, retries, say)
+        if isinstance(got, Book):
+            return got
+        why = got
+    return _fallback(book, book_id, cached, cache_path, why, say)
 
 
 def clean_text(

@@ -2,6 +2,8 @@
 
 book -> tokens -> 90/10 split -> a sample before training -> train -> a sample after -> a run folder
 with ``metrics.json``, ``loss.png``, ``samples.txt`` and ``checkpoint.pt``.
+
+Every argument is checked before any work starts: a bad one ends the run with one line and exit code 2.
 """
 
 from __future__ import annotations
@@ -10,17 +12,24 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from .book import clean_text, load_book
+from .checkpoints import read_checkpoint
 from .device import describe_runtime, pick_device
-from .generate import LESSON_PROMPT, generate
-from .model import PRESETS, TRAIN_SHAPES, Model5, choose_preset, preset
+from .generation import LESSON_PROMPT, generate
+from .model import GPTConfig, Model5
+from .presets import PRESETS, choose_preset, preset, train_config
 from .split import tail_split
 from .tokens import encode
-from .train import checkpoint_config, train
+from .training import History, TrainConfig, train
+
+# argparse destinations that are TrainConfig fields; None (not given) keeps the preset's or checkpoint's value.
+_TRAIN_ARGS = ("steps", "batch_size", "seq_len", "lr", "weight_decay", "eval_every", "eval_batches", "grad_clip",
+               "seed", "compile", "checkpoint_every")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,102 +38,127 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train Model 5 (GPT-2 small) on Gulliver's Travels with random batches, as in the lesson.",
     )
     p.add_argument("--preset", default="auto", choices=["auto", *PRESETS],
-                   help="model size; auto = model5 on a GPU, cpu on a CPU (default: auto)")
+                   help="model size and its training settings; auto = model5 on a GPU, cpu on a CPU (default: auto)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--steps", type=int, default=500, help="random batches to train on (default: 500)")
-    p.add_argument("--batch-size", type=int, default=None, help="default: the preset's (16 for model5)")
-    p.add_argument("--seq-len", type=int, default=None, help="default: the preset's context length")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--eval-every", type=int, default=100)
-    p.add_argument("--eval-batches", type=int, default=8, help="test batches averaged per evaluation")
-    p.add_argument("--grad-clip", type=float, default=None)
-    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--steps", type=int, help="random batches to train on (default: 500)")
+    p.add_argument("--batch-size", type=int, help="default: the preset's (16 for model5)")
+    p.add_argument("--seq-len", type=int, help="default: the preset's (256 for model5)")
+    p.add_argument("--lr", type=float, help="AdamW learning rate (default: 1e-3)")
+    p.add_argument("--weight-decay", type=float, help="default: 0.01")
+    p.add_argument("--eval-every", type=int, help="test loss every this many steps (default: 100)")
+    p.add_argument("--eval-batches", type=int, help="test batches averaged per evaluation (default: 8)")
+    p.add_argument("--grad-clip", type=float, help="clip the gradient norm to this (default: no clipping)")
+    p.add_argument("--seed", type=int, help="seed of the weights, the batches and dropout (default: 1337)")
+    p.add_argument("--checkpoint-every", type=int, default=100, help="save the checkpoint every N steps (default: 100)")
     p.add_argument("--book", default="829", help="Gutenberg id, URL or local .txt path (default: 829)")
     p.add_argument("--raw", action="store_true", help="train on the raw file (header, licence, CRLF), as the course did")
     p.add_argument("--offline", action="store_true", help="never use the network (cache or shipped copy)")
     p.add_argument("--out", default=None, help="run folder (default: runs/<date-time>)")
+    p.add_argument("--overwrite", action="store_true", help="start afresh in an --out folder that holds a run")
     p.add_argument("--resume", default=None, metavar="CHECKPOINT", help="continue a run from its checkpoint.pt")
     p.add_argument("--sample-tokens", type=int, default=100, help="tokens to generate before and after")
-    p.add_argument("--compile", action="store_true", help="torch.compile the training step (GPU)")
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the training step (GPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run will do, decided (and checked) before any work."""
+
+    device: torch.device
+    name: str
+    why: str
+    model: GPTConfig
+    train: TrainConfig
+    out: Path
+
+
+def plan(args: argparse.Namespace) -> Plan:
+    """Check every argument and decide the configs; raise ValueError/RuntimeError/FileNotFoundError if one is bad."""
+    device = pick_device(args.device)
+    if args.resume:
+        ckpt = read_checkpoint(args.resume)
+        model_cfg, name, why = GPTConfig.from_dict(ckpt["config"]), "checkpoint", f"config read from {args.resume}"
+        saved = ckpt.get("train_config")
+        base = TrainConfig.from_dict(saved) if saved else TrainConfig(seq_len=model_cfg.context_length)
+    else:
+        name, why = choose_preset(device) if args.preset == "auto" else (args.preset, "chosen with --preset")
+        model_cfg, base = preset(name), train_config(name)
+    given = {k: getattr(args, k) for k in _TRAIN_ARGS if getattr(args, k) is not None}
+    tc = base.with_overrides(**given)
+    tc.seq_len_for(model_cfg)
+    if args.resume and ckpt["step"] > tc.steps:
+        raise ValueError(f"the checkpoint is at step {ckpt['step']}, past --steps {tc.steps}; ask for --steps >= {ckpt['step']}")
+    if args.sample_tokens < 0:
+        raise ValueError(f"--sample-tokens must be >= 0, got {args.sample_tokens}")
+    out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    _check_out(out, resuming=bool(args.resume), overwrite=args.overwrite)
+    return Plan(device, name, why, model_cfg, tc, out)
+
+
+def _check_out(out: Path, *, resuming: bool, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file, not a folder; choose another --out")
+    if any(parent.is_file() for parent in out.parents):
+        raise ValueError(f"--out {str(out)!r} lies under a file; choose another --out")
+    if (out / "checkpoint.pt").exists() and not (resuming or overwrite):
+        raise ValueError(f"{str(out)!r} already holds a run; continue it with --resume {out / 'checkpoint.pt'}, "
+                         "replace it with --overwrite, or choose another --out")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        device = pick_device(args.device)
-    except RuntimeError as e:
+        p = plan(args)
+    except (ValueError, RuntimeError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(describe_runtime(device))
-
-    if args.resume:
-        try:
-            cfg = checkpoint_config(args.resume)
-        except (FileNotFoundError, ValueError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        name, why = "checkpoint", f"config read from {args.resume}"
-    else:
-        name, why = (choose_preset(device) if args.preset == "auto" else (args.preset, "chosen with --preset"))
-        cfg = preset(name)
-    print(f"preset: {name} ({why})")
-    # A resumed run keeps the batch shape of the preset it was trained with (same batches, same losses).
-    shape_name = next((n for n, c in PRESETS.items() if c == cfg), name)
-    default_b, default_t = TRAIN_SHAPES.get(shape_name, (16, cfg.context_length))
-    batch_size = args.batch_size or default_b
-    seq_len = args.seq_len or min(default_t, cfg.context_length)
-
+    print(describe_runtime(p.device))
+    print(f"preset: {p.name} ({p.why})")
     book = load_book(args.book, offline=True if args.offline else None)
     text = book.text if args.raw else clean_text(book.text)
     tokens = encode(text)
     train_tokens, test_tokens = tail_split(tokens, 0.9)
     print(f"book: {len(text):,} characters from {book.source}; {len(tokens):,} tokens "
           f"({len(train_tokens):,} train / {len(test_tokens):,} test)")
-
-    torch.manual_seed(args.seed)  # the model's initial weights
-    model = Model5(cfg).to(device)
-    print(f"model: {model.num_params():,} parameters; batches of {batch_size}x{seq_len}; {args.steps} steps")
-
-    out = Path(args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
-    out.mkdir(parents=True, exist_ok=True)
-    gen = torch.Generator(device="cpu")
-    before = "" if args.resume else generate(model, LESSON_PROMPT, args.sample_tokens, generator=gen.manual_seed(args.seed))
+    torch.manual_seed(p.train.seed)  # the model's initial weights
+    model = Model5(p.model).to(p.device)
+    seq_len = p.train.seq_len_for(p.model)
+    print(f"model: {model.num_params():,} parameters; batches of {p.train.batch_size}x{seq_len}; {p.train.steps} steps")
+    p.out.mkdir(parents=True, exist_ok=True)
+    before = "" if args.resume else _sample(model, args, p.train.seed)
     if before:
         print("\n--- before training ---\n" + before + "\n")
-
-    try:
-        history = train(
-            model, train_tokens, test_tokens, steps=args.steps, batch_size=batch_size, seq_len=seq_len, lr=args.lr,
-            weight_decay=args.weight_decay, eval_every=args.eval_every, eval_batches=args.eval_batches,
-            grad_clip=args.grad_clip, seed=args.seed, device=device, compile=args.compile,
-            progress=not args.no_progress, checkpoint_path=out / "checkpoint.pt",
-            checkpoint_every=100, resume_from=args.resume,
-        )
-    except ValueError as e:  # bad numbers: --steps 0, --seq-len past the context, resuming past --steps ...
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    after = generate(model, LESSON_PROMPT, args.sample_tokens, generator=gen.manual_seed(args.seed))
+    history = train(model, train_tokens, test_tokens, p.train, device=p.device, progress=not args.no_progress,
+                    checkpoint_path=p.out / "checkpoint.pt", resume_from=args.resume)
+    after = _sample(model, args, p.train.seed)
     print("\n--- after training ---\n" + after + "\n")
+    _write_run(p, history, before, after, {"book_source": book.source, "n_tokens": len(tokens)})
+    return 0
 
+
+def _sample(model: Model5, args: argparse.Namespace, seed: int) -> str:
+    return generate(model, LESSON_PROMPT, args.sample_tokens, generator=torch.Generator().manual_seed(seed))
+
+
+def _write_run(p: Plan, history: History, before: str, after: str, data: dict) -> None:
+    """loss.png, samples.txt and metrics.json into the run folder, and the closing lines."""
     from .plots import plot_losses  # matplotlib only when a plot is made
 
-    fig = plot_losses(history)
-    fig.savefig(out / "loss.png", dpi=120)
-    (out / "samples.txt").write_text(
+    plot_losses(history).savefig(p.out / "loss.png", dpi=120)
+    (p.out / "samples.txt").write_text(
         (f"--- before training ---\n{before}\n\n" if before else "") + f"--- after training ---\n{after}\n", encoding="utf-8"
     )
+    seq_len = p.train.seq_len_for(p.model)
     metrics = {
-        "preset": name, "config": cfg.to_dict(), "device": str(device), "steps": args.steps,
-        "batch_size": batch_size, "seq_len": seq_len, "book_source": book.source, "n_tokens": len(tokens),
+        "preset": p.name, "config": p.model.to_dict(), "train_config": p.train.to_dict(), "device": str(p.device),
+        "steps": p.train.steps, "batch_size": p.train.batch_size, "seq_len": seq_len, **data,
         "history": history.to_dict(),
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    first = history.test_loss[0] if history.test_loss else float("nan")
-    last = history.test_loss[-1] if history.test_loss else float("nan")
-    print(f"test loss {first:.3f} -> {last:.3f}; train loss (last 10 steps) "
-          f"{sum(history.train_loss[-10:]) / max(1, len(history.train_loss[-10:])):.3f}")
-    print(f"{history.tokens_per_s:,.0f} tokens/s, {history.wall_seconds:.0f} s of training; run folder: {out}")
-    return 0
+    (p.out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False), encoding="utf-8")
+    tail = history.train_loss[-10:]
+    if history.test_loss:
+        print(f"test loss {history.test_loss[0]:.3f} -> {history.test_loss[-1]:.3f}; ", end="")
+    print(f"train loss (last {len(tail)} steps) {sum(tail) / max(1, len(tail)):.3f}")
+    print(f"{history.tokens_per_s:,.0f} tokens/s, {history.wall_seconds:.0f} s of training; run folder: {p.out}")

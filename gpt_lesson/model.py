@@ -6,6 +6,8 @@ Parameter names and shapes follow GPT-2's (``transformer.h.0.attn.c_attn.weight`
 `load_gpt2_state_dict` can take the weights of a HuggingFace ``GPT2LMHeadModel`` (whose ``Conv1D``
 layers store their weights transposed). The switches the course's sibling lessons need are config
 fields, all off by default, so one class serves every lesson instead of a pasted copy per notebook.
+
+The named sizes (presets) are in `gpt_lesson.presets`, the chunked loss in `gpt_lesson.loss`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,12 @@ from dataclasses import asdict, dataclass, fields, replace
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .loss import chunked_cross_entropy
+
+
+# Fields that older checkpoints hold in their model config and that are now training settings (TrainConfig).
+_MOVED_TO_TRAIN_CONFIG = ("loss_chunk",)
 
 
 @dataclass(frozen=True)
@@ -31,9 +39,8 @@ class GPTConfig:
     gpt2_init: bool = False  # Linear and Embedding ~ N(0, 0.02), zero biases; else PyTorch's defaults
     scale_logits: bool = False  # the course's logits / sqrt(n_embd)
     log_softmax_output: bool = False  # forward returns log-probabilities instead of logits
-    # Speed options (measured in docs/performance.md); they do not change what the model computes.
+    # A speed option (measured in docs/performance.md); it does not change what the model computes.
     vocab_multiple: int = 1  # pad the embedding / head rows up to a multiple of this (e.g. 64)
-    loss_chunk: int = 0  # > 0: compute head + cross-entropy this many rows at a time (never all logits)
 
     def __post_init__(self) -> None:
         for f in ("vocab_size", "context_length", "n_layer", "n_head", "n_embd", "vocab_multiple"):
@@ -46,8 +53,6 @@ class GPTConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.loss_chunk < 0:
-            raise ValueError(f"loss_chunk must be 0 (off) or a positive row count, got {self.loss_chunk}")
 
     @property
     def padded_vocab(self) -> int:
@@ -59,48 +64,12 @@ class GPTConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "GPTConfig":
+        d = {k: v for k, v in d.items() if k not in _MOVED_TO_TRAIN_CONFIG}  # checkpoints of version 0.1.0
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown GPTConfig fields {sorted(unknown)}; known: {sorted(known)}")
         return cls(**d)
-
-
-# Named presets. "model5" is the lesson's size; "cpu" is sized so the lesson's 500 batches train in
-# minutes on a 2-core CPU (docs/performance.md has the measurement); "tiny" is for tests.
-# Both training presets compute the head + loss in chunks of 1,024 rows in fp32 (the CPU): the same loss,
-# without the 823 MB of 16x256x50,257 logits, and the fastest path measured there (docs/performance.md).
-# Under GPU autocast the plain path is used whatever the preset says.
-# Both training presets use GPT-2's init: with PyTorch's default N(0, 1) embeddings, tied to the head,
-# the first loss is ~130 instead of ln(50257) = 10.8 and 500 batches end far higher (docs/performance.md).
-# preset("model5", gpt2_init=False) is the course's init, which makes the untrained model repeat
-# its last token ("ionsionsions...").
-PRESETS: dict[str, GPTConfig] = {
-    "model5": GPTConfig(gpt2_init=True, loss_chunk=1024),
-    "cpu": GPTConfig(context_length=128, n_layer=4, n_head=6, n_embd=192, gpt2_init=True, loss_chunk=1024),
-    "tiny": GPTConfig(context_length=32, n_layer=2, n_head=2, n_embd=32),
-}
-
-# Batch size and sequence length each preset trains with by default.
-TRAIN_SHAPES: dict[str, tuple[int, int]] = {"model5": (16, 256), "cpu": (8, 128), "tiny": (4, 32)}
-
-
-def preset(name: str, **overrides) -> GPTConfig:
-    """The config of a named preset, with any fields overridden (``preset("model5", dropout=0.1)``)."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)} (or 'auto' via choose_preset)")
-    return replace(PRESETS[name], **overrides)
-
-
-def choose_preset(device: torch.device | str) -> tuple[str, str]:
-    """The ``auto`` choice: (preset name, one-line reason). Model 5 on a GPU, the small preset on a CPU."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return "model5", "a GPU is present, so the lesson's Model 5 (~124M parameters) trains in minutes"
-    return "cpu", (
-        "no GPU: Model 5 would need about half a minute per batch here, so the small 'cpu' preset "
-        "(4 blocks, 192 dims, context 128, batch 8) trains the 500 batches instead"
-    )
 
 
 class KVCache:
@@ -227,18 +196,23 @@ class Model5(nn.Module):
         out = self._head(self.hidden(idx, cache))
         return F.log_softmax(out, dim=-1) if self.config.log_softmax_output else out
 
-    def loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean next-token cross-entropy over (B, T); log-softmax output + NLL gives the same value."""
+    def loss(self, idx: torch.Tensor, targets: torch.Tensor, *, chunk: int = 0) -> torch.Tensor:
+        """Mean next-token cross-entropy over (B, T); log-softmax output + NLL gives the same value.
+
+        ``chunk=0``: the plain path, all (B, T, V) logits at once. ``chunk > 0``: the head and the loss this
+        many rows at a time (`gpt_lesson.loss`), in fp32 only: under autocast it is refused.
+        """
         h = self.hidden(idx)  # (B, T, C)
-        # The chunked path is written for fp32 (the CPU); under GPU autocast the plain path is used.
-        if self.config.loss_chunk and not _autocast_on(h.device):
+        if chunk:
+            if _autocast_on(h.device):
+                raise ValueError("the chunked loss is written for fp32; under autocast use chunk=0")
             return chunked_cross_entropy(
                 h.view(-1, h.size(-1)),
                 self.lm_head.weight,
                 targets.reshape(-1),
                 vocab_size=self.config.vocab_size,
                 scale=1 / math.sqrt(self.config.n_embd) if self.config.scale_logits else 1.0,
-                chunk=self.config.loss_chunk,
+                chunk=chunk,
             )
         logits = self._head(h)
         return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
@@ -251,6 +225,19 @@ def _autocast_on(device: torch.device) -> bool:
         return torch.is_autocast_cpu_enabled() if device.type == "cpu" else torch.is_autocast_enabled()
 
 
+def forward_flops(config: GPTConfig, batch_size: int, seq_len: int) -> int:
+    """Matmul FLOPs of one forward pass of (B, T) tokens (PaLM's count, appendix B).
+
+    Per token: 2 FLOPs per weight of every matrix (the blocks' linears and the V×C head) plus
+    4·n_layer·T·C for attention scores and their weighted sum (counted as if not causal).
+    Training costs 3× this (forward + twice as much backward). Biases and LayerNorms are ignored.
+    """
+    C, L, V = config.n_embd, config.n_layer, config.vocab_size
+    matmul_weights = L * 12 * C * C + V * C
+    per_token = 2 * matmul_weights + 4 * L * seq_len * C
+    return per_token * batch_size * seq_len
+
+
 def _gpt2_init(m: nn.Module) -> None:
     if isinstance(m, nn.Linear):
         nn.init.normal_(m.weight, mean=0.0, std=0.02)
@@ -258,66 +245,6 @@ def _gpt2_init(m: nn.Module) -> None:
             nn.init.zeros_(m.bias)
     elif isinstance(m, nn.Embedding):
         nn.init.normal_(m.weight, mean=0.0, std=0.02)
-
-
-class _ChunkedCE(torch.autograd.Function):
-    """Cross-entropy of ``(h @ W.T) * scale`` against targets, a chunk of rows at a time.
-
-    The forward pass computes the loss and, while each chunk's probabilities are at hand, the
-    gradients for h and W, so no (rows, V) tensor outlives one chunk. Backward only scales them.
-    """
-
-    @staticmethod
-    def forward(ctx, h, weight, targets, vocab_size: int, scale: float, chunk: int):  # type: ignore[override]
-        n = h.shape[0]
-        w = weight[:vocab_size]  # (V, C); padded rows take no part
-        grad_h = torch.empty_like(h) if h.requires_grad else None
-        grad_w = torch.zeros_like(weight) if weight.requires_grad else None
-        total = torch.zeros((), dtype=torch.float32, device=h.device)
-        for a in range(0, n, chunk):
-            hc, tc = h[a : a + chunk], targets[a : a + chunk]
-            logits = (hc @ w.t()).float()  # (c, V)
-            if scale != 1.0:
-                logits.mul_(scale)
-            lse = torch.logsumexp(logits, dim=1)  # (c,)
-            total += (lse - logits.gather(1, tc[:, None]).squeeze(1)).sum()
-            if grad_h is None and grad_w is None:
-                continue
-            # d(loss_sum)/d(logits) = softmax - onehot, computed in place in the logits buffer
-            probs = logits.sub_(lse[:, None]).exp_()
-            probs[torch.arange(len(tc), device=h.device), tc] -= 1.0
-            if scale != 1.0:
-                probs.mul_(scale)
-            g = probs.to(h.dtype)
-            if grad_h is not None:
-                torch.mm(g, w, out=grad_h[a : a + chunk])
-            if grad_w is not None:
-                grad_w[:vocab_size].addmm_(g.t(), hc)
-        ctx.save_for_backward(grad_h, grad_w)
-        ctx.n = n
-        return total / n
-
-    @staticmethod
-    def backward(ctx, grad_out):  # type: ignore[override]
-        grad_h, grad_w = ctx.saved_tensors
-        s = grad_out / ctx.n
-        return (
-            grad_h * s if grad_h is not None else None,
-            grad_w * s if grad_w is not None else None,
-            None,
-            None,
-            None,
-            None,
-        )
-
-
-def chunked_cross_entropy(
-    h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, *, vocab_size: int, scale: float = 1.0, chunk: int = 1024
-) -> torch.Tensor:
-    """Mean cross-entropy of the logits ``(h @ weight[:vocab_size].T) * scale``; h (N, C), targets (N,)."""
-    if not torch.is_grad_enabled():  # evaluation: the forward pass need not precompute any gradient
-        h, weight = h.detach(), weight.detach()
-    return _ChunkedCE.apply(h, weight, targets, vocab_size, scale, chunk)
 
 
 # ---- GPT-2 weights -----------------------------------------------------------------------------

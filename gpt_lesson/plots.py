@@ -1,4 +1,8 @@
-"""Plots used by notebooks 04-07: loss curves, timing bars, coverage. Each returns its Figure."""
+"""Plots used by notebooks 04-07: loss curves, timing bars, coverage. Each returns its Figure.
+
+`import gpt_lesson` does not import this module (nor matplotlib, which takes seconds to load): the package
+imports it on first use of ``gpt_lesson.plot_losses``, ``plot_timings`` or ``plot_coverage``.
+"""
 
 from __future__ import annotations
 

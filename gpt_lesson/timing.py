@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from .model import GPTConfig
+from .step import TrainStep, autocast
 
 
 @dataclass(frozen=True)
@@ -73,29 +73,10 @@ def time_forward(model: torch.nn.Module, x: torch.Tensor, *, warmup: int = 1, re
     """Median time of ``model(x)`` without gradients; ``dtype`` runs it under CUDA autocast."""
 
     def run() -> None:
-        with torch.no_grad(), torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
+        with torch.no_grad(), autocast(x.device.type, dtype):
             model(x)
 
     return time_it(run, x.device, warmup=warmup, repeats=repeats)
-
-
-def train_step_fn(
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], optimizer: torch.optim.Optimizer,
-    x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype | None = None,
-) -> Callable[[], None]:
-    """A function doing one training step on (x, y): forward + loss under ``dtype`` autocast (fp16 with a
-    gradient scaler), backward, optimizer step. ``loss_fn`` is e.g. ``model.loss`` or a compiled one."""
-    scaler = torch.amp.GradScaler(x.device.type, enabled=dtype == torch.float16)
-
-    def step() -> None:
-        with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
-            loss = loss_fn(x, y)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-
-    return step
 
 
 def time_train_step(
@@ -103,20 +84,8 @@ def time_train_step(
     warmup: int = 1, repeats: int = 5, dtype: torch.dtype | None = None,
 ) -> Timing:
     """Median time of one step: forward, loss, backward, optimizer step (the weights change)."""
-    return time_it(train_step_fn(model.loss, optimizer, x, y, dtype), x.device, warmup=warmup, repeats=repeats)
-
-
-def forward_flops(config: GPTConfig, batch_size: int, seq_len: int) -> int:
-    """Matmul FLOPs of one forward pass of (B, T) tokens (PaLM's count, appendix B).
-
-    Per token: 2 FLOPs per weight of every matrix (the blocks' linears and the V×C head) plus
-    4·n_layer·T·C for attention scores and their weighted sum (counted as if not causal).
-    Training costs 3× this (forward + twice as much backward). Biases and LayerNorms are ignored.
-    """
-    C, L, V = config.n_embd, config.n_layer, config.vocab_size
-    matmul_weights = L * 12 * C * C + V * C
-    per_token = 2 * matmul_weights + 4 * L * seq_len * C
-    return per_token * batch_size * seq_len
+    step = TrainStep(model, optimizer, dtype=dtype)
+    return time_it(lambda: step(x, y), x.device, warmup=warmup, repeats=repeats)
 
 
 def matmul_ceiling(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int = 5) -> float:

@@ -2,6 +2,8 @@
 
 No timing is asserted: speed goals are read from the benchmark's output, not tested."""
 
+import ast
+import inspect
 import json
 import math
 
@@ -9,16 +11,17 @@ import pytest
 import torch
 
 from gpt_lesson import bench
-from gpt_lesson.model import GPTConfig
+from gpt_lesson.model import GPTConfig, forward_flops
 
 
 @pytest.fixture(scope="module")
 def result():
     cfg = GPTConfig(vocab_size=512, context_length=32, n_layer=1, n_head=2, n_embd=32)
     lines = []
-    res = bench.run(torch.device("cpu"), cfg, 2, 16, repeats=2, sweep=[1, 4], hf=True, gen_tokens=8,
-                    lesson_steps=3, matmul_n=64, chunk_variant=7, n_tokens=1000, profile=True, vocab_variant=7,
-                    log=lines.append)  # 1000 tokens: one DataLoader epoch is shorter than the repeats
+    opts = bench.BenchOptions(batch_size=2, seq_len=16, repeats=2, sweep=(1, 4), hf=True, gen_tokens=8,
+                              lesson_steps=3, matmul_n=64, chunk_variant=7, n_tokens=1000, profile=True,
+                              vocab_variant=7)  # 1000 tokens: one DataLoader epoch is shorter than the repeats
+    res = bench.run(torch.device("cpu"), cfg, opts, log=lines.append)
     return res, lines
 
 
@@ -34,6 +37,7 @@ def test_every_section_is_measured(result):
     assert [s["batch_size"] for s in res["sweep"]] == [1, 4]
     assert res["lesson_run"]["steps"] == 3
     assert res["dtype"] == "float32" and res["torch"] == torch.__version__
+    assert res["loss_chunk"] == 0 and "loss_chunk" not in res["config"]  # a training setting, not the model's
     assert len(lines) >= 6  # one printed line per measurement
 
 
@@ -50,7 +54,7 @@ def test_figures_are_consistent(result):
     # MFU is taken against the higher of the two ceilings, measured before and after the models
     before, after = res["matmul_tflops_before_after"]["float32"]
     assert res["matmul_tflops"]["float32"] == max(before, after)
-    assert ours["step_mfu"] == pytest.approx(3 * bench.forward_flops(res_cfg(res), 2, 16) / ours["step_s"]
+    assert ours["step_mfu"] == pytest.approx(3 * forward_flops(res_cfg(res), 2, 16) / ours["step_s"]
                                              / (1e12 * max(before, after)))
     prof = res["profile"]
     assert 0 < prof["matmul_share"] <= 1 and prof["top"]
@@ -77,8 +81,22 @@ def test_cli_writes_json(tmp_path, capsys):
     assert rc == 0
     data = json.loads(out.read_text())
     assert data["batch_size"] == 2 and data["seq_len"] == 16 and "hf" not in data
-    assert data["config"]["loss_chunk"] == 5
+    assert data["loss_chunk"] == 5  # overrides the preset's TrainConfig, not the model config
     assert "ours_full_logits" in data and "ours_chunked" not in data  # ours chunks, so the variant is the plain path
     assert "ours_padded" not in data
     printed = capsys.readouterr().out
     assert "torch " + torch.__version__ in printed and "MFU" in printed
+
+
+def test_cli_takes_the_presets_loss_chunk():
+    _, opts = bench.options_from_args(bench._parser().parse_args(["--preset", "model5"]))
+    assert opts.loss_chunk == 1024 and opts.batch_size == 16 and opts.sweep == ()
+    _, opts = bench.options_from_args(bench._parser().parse_args(["--preset", "model5", "--loss-chunk", "0", "--sweep", "4,8"]))
+    assert opts.loss_chunk == 0 and opts.sweep == (4, 8)
+
+
+def test_no_function_is_longer_than_80_lines():
+    tree = ast.parse(inspect.getsource(bench))
+    lengths = {n.name: n.end_lineno - n.lineno + 1 for n in ast.walk(tree)
+               if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    assert max(lengths.values()) <= 80, sorted(lengths.items(), key=lambda kv: -kv[1])[:3]

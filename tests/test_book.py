@@ -1,14 +1,15 @@
 """Step 01: getting the book (cache, download, shipped copy, local file) and cleaning it."""
 
 import os
-import stat
+import socket
 import types
 
 import pytest
 import requests
 
 import gpt_lesson.book as bk
-from gpt_lesson.book import BookError, clean_text, download, load_book, validate_book, write_atomic
+from gpt_lesson import fileio
+from gpt_lesson.book import BookError, clean_text, download, load_book, validate_book
 from gpt_lesson.tokens import encode
 
 FAST = {"timeout": 3, "retries": 1}  # the local server answers at once, except /slow
@@ -127,6 +128,48 @@ def test_download_needs_at_least_one_try(server):
     with pytest.raises(ValueError, match="retries"):
         download(server.url("/book.txt"), retries=0)
     assert server.hits["/book.txt"] == 0
+
+
+def _status_with_retry_after(status):
+    def handler(h):
+        h.send_response(status)
+        h.send_header("Retry-After", "3600")
+        h.send_header("Content-Length", "0")
+        h.end_headers()
+
+    return handler
+
+
+def test_retry_after_is_ignored(server, sleeps):
+    """A 429 is a 4xx like any other (not retried); a 503 waits our backoff, not the server's hour."""
+    server.routes["/busy429"] = _status_with_retry_after(429)
+    server.routes["/busy503"] = _status_with_retry_after(503)
+    with pytest.raises(requests.HTTPError):
+        download(server.url("/busy429"), timeout=2, retries=3, backoff=0.01)
+    assert (server.hits["/busy429"], sleeps) == (1, [])
+    with pytest.raises(requests.HTTPError) as err:
+        download(server.url("/busy503"), timeout=2, retries=3, backoff=0.01)
+    assert err.value.response.status_code == 503
+    assert (server.hits["/busy503"], sleeps) == (3, [0.01, 0.02])
+
+
+def test_refused_connection_is_retried_then_raised(monkeypatch, sleeps):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once the socket is closed
+    with pytest.raises(requests.ConnectionError):
+        download(f"http://127.0.0.1:{port}/book.txt", timeout=2, retries=3, backoff=0.01)
+    assert sleeps == [0.01, 0.02]
+
+
+def test_retried_5xx_still_falls_back_to_shipped(server, cache, monkeypatch, sleeps, capsys, book_text):
+    use_urls(monkeypatch, server, "/error500")
+    b = load_book(829, cache_dir=cache, timeout=3, retries=2)
+    assert (b.source, b.text) == ("shipped", book_text)
+    assert "HTTPError: 500" in b.note and "HTTPError: 500" in capsys.readouterr().out
+    assert (server.hits["/error500"], sleeps) == (2, [1.0])
 
 
 # --- book 829: falling back to the shipped copy ----------------------------------------------
@@ -261,38 +304,20 @@ def test_failed_cache_write_keeps_old_cache(server, cache, monkeypatch, capsys, 
     assert (cache / "pg829.txt").read_bytes() == older
 
 
-# --- write_atomic ----------------------------------------------------------------------------
+# --- the cache is written atomically (tests/test_fileio.py tests write_atomic itself) ---------
 
 
-def test_write_atomic_writes_and_replaces(tmp_path):
-    target = tmp_path / "sub" / "f.txt"
-    write_atomic(target, b"one")
-    write_atomic(target, b"two")
-    assert target.read_bytes() == b"two"
-    assert files_in(tmp_path) == [target]
+def test_write_atomic_is_still_importable_from_book():
+    assert bk.write_atomic is fileio.write_atomic
 
 
-def test_write_atomic_accepts_a_writer_function(tmp_path):
-    target = tmp_path / "f.bin"
-    write_atomic(target, lambda f: f.write(b"from a function"))
-    assert target.read_bytes() == b"from a function"
-
-    def half_then_fail(f):
-        f.write(b"half")
-        raise RuntimeError("writer failed")
-
-    with pytest.raises(RuntimeError):
-        write_atomic(target, half_then_fail)
-    assert target.read_bytes() == b"from a function"
-    assert files_in(tmp_path) == [target]
-
-
-@pytest.mark.skipif(os.name == "nt", reason="POSIX file modes")
-def test_write_atomic_file_is_not_private(tmp_path):
-    umask = os.umask(0)
-    os.umask(umask)
-    write_atomic(tmp_path / "f", b"x")
-    assert stat.S_IMODE((tmp_path / "f").stat().st_mode) == 0o666 & ~umask
+def test_interrupted_cache_write_is_cleaned_up_by_the_next_download(server, cache, monkeypatch, book_bytes):
+    use_urls(monkeypatch, server, "/book.txt")
+    cache.mkdir()
+    (cache / ".pg829.txt.abc123_x.part").write_bytes(book_bytes[:1000])  # a download killed while saving
+    load_book(829, cache_dir=cache, **FAST)
+    assert files_in(cache) == [cache / "pg829.txt"]
+    assert (cache / "pg829.txt").read_bytes() == book_bytes
 
 
 def _fail_replace(monkeypatch):
@@ -300,35 +325,6 @@ def _fail_replace(monkeypatch):
         raise OSError("replace failed")
 
     monkeypatch.setattr(os, "replace", boom)
-
-
-def _fail_midway_write(monkeypatch):
-    real_fdopen = os.fdopen
-
-    def fdopen(fd, mode="r", *args, **kwargs):
-        f = real_fdopen(fd, mode, *args, **kwargs)
-        real_write = f.write
-
-        def write(data):
-            real_write(data[: len(data) // 2])
-            raise OSError(28, "No space left on device")
-
-        f.write = write
-        return f
-
-    monkeypatch.setattr(os, "fdopen", fdopen)
-
-
-@pytest.mark.parametrize("fail", [_fail_replace, _fail_midway_write])
-def test_write_atomic_failure_keeps_old_file(tmp_path, monkeypatch, fail):
-    target = tmp_path / "f.txt"
-    target.write_bytes(b"old contents")
-    with monkeypatch.context() as m:
-        fail(m)
-        with pytest.raises(OSError):
-            write_atomic(target, b"new contents that never fully arrive")
-    assert target.read_bytes() == b"old contents"
-    assert files_in(tmp_path) == [target]  # no *.part left behind
 
 
 # --- local files and bad arguments -----------------------------------------------------------

@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from gpt_lesson import LESSON_PROMPT, TRAIN_SHAPES, checkpoint_config, preset, read_checkpoint  # noqa: E402
+from gpt_lesson import LESSON_PROMPT, checkpoint_config, preset, read_checkpoint, train_config  # noqa: E402
 from gpt_lesson.cli import main  # noqa: E402
 
 FAST = ["--offline", "--no-progress", "--sample-tokens", "5", "--eval-batches", "1"]
@@ -70,7 +70,8 @@ def test_resume_keeps_the_presets_batch_shape(tmp_path, capsys):
     args = ["--eval-every", "100", "--out", str(run), *FAST]
     assert main(["--preset", "tiny", "--steps", "2", *args]) == 0
     before = metrics(run)
-    assert before["batch_size"] == TRAIN_SHAPES["tiny"][0]
+    assert before["batch_size"] == train_config("tiny").batch_size
+    assert before["train_config"] == train_config("tiny", steps=2, eval_every=100, eval_batches=1, checkpoint_every=100).to_dict()
     assert main(["--resume", str(run / "checkpoint.pt"), "--steps", "3", *args]) == 0
     capsys.readouterr()
     after = metrics(run)

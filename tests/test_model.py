@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gpt_lesson import PRESETS, GPTConfig, Model5, load_gpt2_state_dict, preset
-from gpt_lesson.model import chunked_cross_entropy
+from gpt_lesson.loss import chunked_cross_entropy
 
 SMALL = GPTConfig(vocab_size=97, context_length=16, n_layer=2, n_head=2, n_embd=32)
 
@@ -222,12 +222,11 @@ def test_vocab_multiple_pads_rows_but_not_outputs():
 )
 def test_chunked_loss_matches_the_plain_loss_and_gradients(extra):
     base = GPTConfig(**{**SMALL.to_dict(), **extra})
-    chunked_cfg = GPTConfig(**{**base.to_dict(), "loss_chunk": 7})  # 3*12 = 36 rows: 5 full chunks + 1 partial
     a = build(base, seed=2)
-    b = build(chunked_cfg, seed=3)
+    b = build(base, seed=3)
     b.load_state_dict(a.state_dict())
     x, y = tokens((3, 12), 97, 17), tokens((3, 12), 97, 18)
-    la, lb = a.loss(x, y), b.loss(x, y)
+    la, lb = a.loss(x, y), b.loss(x, y, chunk=7)  # 3*12 = 36 rows: 5 full chunks + 1 partial
     torch.testing.assert_close(lb, la, rtol=1e-5, atol=1e-6)
     la.backward()
     lb.backward()
@@ -254,11 +253,11 @@ def test_chunked_cross_entropy_scales_with_the_upstream_gradient():
 
 
 def test_chunked_loss_without_grad_gives_the_same_value():
-    model = build(GPTConfig(**{**SMALL.to_dict(), "loss_chunk": 5})).eval()
+    model = build(SMALL).eval()
     x, y = tokens((2, 12), 97, 20), tokens((2, 12), 97, 21)
-    with_grad = model.loss(x, y)
+    with_grad = model.loss(x, y, chunk=5)
     with torch.no_grad():
-        no_grad = model.loss(x, y)
+        no_grad = model.loss(x, y, chunk=5)
     assert not no_grad.requires_grad
     torch.testing.assert_close(no_grad, with_grad.detach())
 
@@ -305,7 +304,7 @@ def test_unknown_preset_lists_the_valid_ones():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"n_layer": 0}, {"vocab_size": -1}, {"n_head": 2.0}, {"dropout": 1.0}, {"loss_chunk": -1}]
+    "kwargs", [{"n_layer": 0}, {"vocab_size": -1}, {"n_head": 2.0}, {"dropout": 1.0}]
 )
 def test_invalid_config_values_are_refused(kwargs):
     with pytest.raises(ValueError):
@@ -314,7 +313,7 @@ def test_invalid_config_values_are_refused(kwargs):
 
 def test_preset_overrides_and_config_round_trip():
     cfg = preset("model5", dropout=0.1)
-    assert cfg.dropout == 0.1 and PRESETS["model5"].dropout == 0.0  # the preset itself is untouched
+    assert cfg.dropout == 0.1 and PRESETS["model5"].model.dropout == 0.0  # the preset itself is untouched
     assert GPTConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown GPTConfig fields"):
         GPTConfig.from_dict({**cfg.to_dict(), "n_layers": 3})
@@ -369,18 +368,26 @@ def test_gpt2_state_dict_of_another_width_is_refused():
         load_gpt2_state_dict(build(SMALL), hf.state_dict())
 
 
-def test_chunked_loss_steps_aside_under_autocast(monkeypatch):
-    """The chunked path is fp32-only: under autocast the plain cross-entropy is used instead."""
+def test_chunked_loss_is_used_only_when_asked_and_refused_under_autocast(monkeypatch):
+    """The loss path is explicit: chunk > 0 takes the chunked fp32 path, and under autocast that is an error."""
     import gpt_lesson.model as model_mod
 
     calls = []
     real = model_mod.chunked_cross_entropy
     monkeypatch.setattr(model_mod, "chunked_cross_entropy", lambda *a, **k: calls.append(1) or real(*a, **k))
-    cfg = GPTConfig(vocab_size=97, context_length=8, n_layer=1, n_head=2, n_embd=16, loss_chunk=5)
-    model = build(cfg)
+    model = build(GPTConfig(vocab_size=97, context_length=8, n_layer=1, n_head=2, n_embd=16))
     x, y = tokens((2, 8), 97, 11), tokens((2, 8), 97, 12)
     model.loss(x, y)
+    assert calls == []
+    model.loss(x, y, chunk=5)
     assert calls == [1]
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss = model.loss(x, y)
-    assert calls == [1] and torch.isfinite(loss)
+        assert torch.isfinite(model.loss(x, y))
+        with pytest.raises(ValueError, match="chunk=0"):
+            model.loss(x, y, chunk=5)
+    assert calls == [1]
+
+
+def test_old_checkpoint_configs_with_loss_chunk_still_load():
+    """0.1.0 checkpoints kept loss_chunk in the model config; it is a training setting now."""
+    assert GPTConfig.from_dict({**SMALL.to_dict(), "loss_chunk": 1024}) == SMALL

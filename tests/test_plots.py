@@ -4,19 +4,38 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.container import BarContainer  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+import gpt_lesson  # noqa: E402
 from gpt_lesson import History, plot_coverage, plot_losses, plot_timings  # noqa: E402
+from gpt_lesson import plots  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
 def _close_figures():
     yield
     plt.close("all")
+
+
+def test_importing_the_package_does_not_import_matplotlib():
+    """matplotlib takes seconds to import; only a plot should pay for it."""
+    code = "import gpt_lesson, sys; assert 'matplotlib' not in sys.modules, 'import gpt_lesson imported matplotlib'"
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name", ["plot_losses", "plot_timings", "plot_coverage"])
+def test_plot_functions_are_package_attributes(name):
+    assert getattr(gpt_lesson, name) is getattr(plots, name)
 
 
 def test_plot_losses_draws_train_and_test():

@@ -1,6 +1,5 @@
 """train(): the history it keeps, learning, exact stop-and-resume, checkpoints, divergence."""
 
-import importlib
 import math
 
 import pytest
@@ -10,6 +9,8 @@ from gpt_lesson import (
     GPTConfig,
     History,
     Model5,
+    NonFiniteWeights,
+    TrainConfig,
     TrainingDiverged,
     checkpoint_config,
     evaluate,
@@ -20,7 +21,9 @@ from gpt_lesson import (
 )
 
 CFG = GPTConfig(vocab_size=64, context_length=16, n_layer=1, n_head=2, n_embd=16)
-train_mod = importlib.import_module("gpt_lesson.train")  # the module (the package exports the function `train`)
+import gpt_lesson.checkpoints as ckpt_mod  # noqa: E402
+import gpt_lesson.step as step_mod  # noqa: E402
+import gpt_lesson.training as train_mod  # noqa: E402
 
 RUN = dict(batch_size=2, seq_len=8, progress=False, amp=False)  # common train() arguments
 
@@ -183,7 +186,7 @@ def test_resume_from_a_periodic_checkpoint(data, tmp_path, monkeypatch):
     hist_a = train(model_a, *data, **kw)
 
     saved = []
-    real_save = train_mod.save_checkpoint
+    real_save = train_mod.save_checkpoint  # training's own reference
 
     def save_and_keep(path, *args, **kwargs):
         out = real_save(path, *args, **kwargs)
@@ -284,7 +287,7 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
                 fh.write(partial)
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(train_mod.torch, "save", broken_save)
+    monkeypatch.setattr(ckpt_mod.torch, "save", broken_save)
     with torch.no_grad():
         model.transformer.wte.weight.add_(1.0)  # something new to save
     with pytest.raises(OSError, match="No space"):
@@ -361,7 +364,7 @@ def test_make_adamw_falls_back_where_fused_is_missing(monkeypatch):
         return real(params, **kw)
 
     monkeypatch.setattr(torch.optim, "AdamW", no_fused)
-    opt = train_mod.make_adamw(Model5(CFG), lr=1e-3, weight_decay=0.01)
+    opt = step_mod.make_adamw(Model5(CFG), lr=1e-3, weight_decay=0.01)
     assert isinstance(opt, real) and not opt.defaults.get("fused")
     assert opt.defaults["lr"] == 1e-3 and opt.defaults["weight_decay"] == 0.01
 
@@ -369,12 +372,93 @@ def test_make_adamw_falls_back_where_fused_is_missing(monkeypatch):
 @pytest.mark.parametrize("loss_chunk", [0, 5])  # full logits (the GPU's path), chunked head + loss (the CPU's)
 def test_compiled_training_matches_eager(data, loss_chunk):
     """torch.compile is a fast path: the same losses as eager up to float rounding (compiles on the CPU: ~30 s)."""
-    cfg = GPTConfig(**{**CFG.to_dict(), "loss_chunk": loss_chunk})
     losses = {}
     for compile in (False, True):
         torch.manual_seed(0)
-        model = Model5(cfg)
-        h = train(model, data[0], data[1], steps=4, seed=5, eval_every=2, compile=compile, **RUN)
+        model = Model5(CFG)
+        h = train(model, data[0], data[1], steps=4, seed=5, eval_every=2, compile=compile, loss_chunk=loss_chunk, **RUN)
         losses[compile] = h.train_loss + h.test_loss
     assert len(losses[True]) == 4 + 3  # every step, and evaluations at 0, 2, 4
     torch.testing.assert_close(torch.tensor(losses[True]), torch.tensor(losses[False]), rtol=1e-4, atol=1e-5)
+
+
+# ---- TrainConfig -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("batch_size", 0), ("steps", 0), ("eval_batches", 0), ("eval_every", -1), ("seq_len", 0), ("grad_clip", -1.0),
+     ("grad_clip", 0.0), ("lr", -1e-3), ("lr", float("nan")), ("weight_decay", -0.1), ("loss_chunk", -1),
+     ("checkpoint_every", 0), ("batch_size", 2.0), ("batch_size", True), ("amp", 1), ("seed", -1)],
+)
+def test_train_config_refuses_bad_values_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=rf"TrainConfig\.{field} must be"):
+        TrainConfig(**{field: value})
+
+
+def test_train_config_round_trips_and_lists_the_fields_on_a_typo():
+    tc = TrainConfig(steps=7, grad_clip=1.0, seq_len=64)
+    assert TrainConfig.from_dict(tc.to_dict()) == tc
+    with pytest.raises(TypeError, match="batch_size"):
+        tc.with_overrides(batchsize=4)
+    with pytest.raises(TypeError, match="unknown training setting"):
+        train(build(), torch.arange(100) % 64, stepz=3, **RUN)
+
+
+def test_train_takes_a_config_and_records_it_in_the_checkpoint(data, tmp_path):
+    tc = TrainConfig(steps=3, batch_size=2, seq_len=8, eval_every=2, eval_batches=1, seed=4, amp=False)
+    a = train(build(), *data, tc, progress=False, checkpoint_path=tmp_path / "c.pt")
+    b = train(build(), *data, steps=3, eval_every=2, eval_batches=1, seed=4, **RUN)
+    assert a.train_loss == b.train_loss and a.test_loss == b.test_loss  # keywords are the same as a config
+    assert TrainConfig.from_dict(read_checkpoint(tmp_path / "c.pt")["train_config"]) == tc
+
+
+def test_batch_starts_are_the_samplers_draws_in_order():
+    """The table the training loop reads is what random_starts draws, call after call, from the seed."""
+    from gpt_lesson import batch_starts, random_starts
+
+    table = train_mod.batch_starts(500, 6, 4, 8, seed=9)
+    g = torch.Generator().manual_seed(9)
+    assert torch.equal(table, torch.stack([random_starts(500, 4, 8, generator=g) for _ in range(6)]))
+    assert torch.equal(batch_starts(500, 3, 4, 8, seed=9), table[:3])  # a longer run starts like a shorter one
+
+
+def test_resume_with_other_batch_settings_is_refused_and_new_lr_is_applied(data, tmp_path):
+    kw = dict(steps=4, eval_every=2, eval_batches=1, seed=5, **RUN)
+    train(build(), *data, checkpoint_path=tmp_path / "c.pt", stop_after=2, **kw)
+    with pytest.raises(ValueError, match="seed: checkpoint 5 vs now 6"):
+        train(build(), *data, resume_from=tmp_path / "c.pt", **{**kw, "seed": 6})
+    with pytest.raises(ValueError, match="batch_size"):
+        train(build(), *data, resume_from=tmp_path / "c.pt", **{**kw, "batch_size": 3})
+    model = build()
+    train(model, *data, resume_from=tmp_path / "c.pt", checkpoint_path=tmp_path / "d.pt", **{**kw, "lr": 0.0})
+    ckpt = read_checkpoint(tmp_path / "d.pt")
+    assert ckpt["train_config"]["lr"] == 0.0
+    assert all(g["lr"] == 0.0 for g in ckpt["optimizer"]["param_groups"])
+
+
+def test_checkpoint_holds_no_device_specific_sampler_state(data, tmp_path):
+    """The batches follow from (seed, step): nothing in the checkpoint ties the resume to the saving device."""
+    train(build(), *data, steps=2, checkpoint_path=tmp_path / "c.pt", **RUN)
+    ckpt = read_checkpoint(tmp_path / "c.pt")
+    assert "sampler" not in ckpt["rng"] and set(ckpt["rng"]) == {"torch"}
+
+
+def test_weights_with_nan_are_never_saved_over_a_good_checkpoint(tmp_path):
+    model = build()
+    path = save_checkpoint(tmp_path / "ck.pt", model, None, 1)
+    good = path.read_bytes()
+    with torch.no_grad():
+        model.transformer.h[0].mlp.c_fc.weight[0, 0] = float("nan")
+    with pytest.raises(NonFiniteWeights, match="mlp.c_fc.weight"):
+        save_checkpoint(path, model, None, 2)
+    assert path.read_bytes() == good
+
+
+def test_one_training_step_is_written_once():
+    """train(), the timer and the benchmark share TrainStep: no other module calls optimizer.step / backward."""
+    import pathlib
+
+    pkg = pathlib.Path(train_mod.__file__).parent
+    writers = sorted(p.name for p in pkg.glob("*.py") if ".backward()" in p.read_text() or "scaler.step(" in p.read_text())
+    assert writers == ["step.py"]

@@ -13,6 +13,7 @@ import warnings
 import torch
 
 from .model import KVCache, Model5
+from .step import eval_mode
 from .tokens import decode, encode, for_display
 
 LESSON_PROMPT = "The man-mountain shall not depart from our dominions"
@@ -54,22 +55,20 @@ def generate_tokens(
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
     ctx = model.config.context_length
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     idx = idx.to(device)
     dtype = next(model.parameters()).dtype
     cache = None
-    for _ in range(max_new_tokens):
-        if not use_cache:
-            logits = model(idx[:, -ctx:])[:, -1]
-        elif cache is None or cache.pos >= ctx:  # (re)fill the cache from the (cropped) context
-            cache = KVCache(model.config, idx.size(0), device, dtype)
-            logits = model(idx[:, -ctx:], cache)[:, -1]
-        else:
-            logits = model(idx[:, -1:], cache)[:, -1]
-        idx = torch.cat([idx, _next_token(logits, temperature, top_k, greedy, generator)], dim=1)
-    model.train(was_training)
+    with eval_mode(model):
+        for _ in range(max_new_tokens):
+            if not use_cache:
+                logits = model(idx[:, -ctx:])[:, -1]
+            elif cache is None or cache.pos >= ctx:  # (re)fill the cache from the (cropped) context
+                cache = KVCache(model.config, idx.size(0), device, dtype)
+                logits = model(idx[:, -ctx:], cache)[:, -1]
+            else:
+                logits = model(idx[:, -1:], cache)[:, -1]
+            idx = torch.cat([idx, _next_token(logits, temperature, top_k, greedy, generator)], dim=1)
     return idx
 
 
