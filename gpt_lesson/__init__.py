@@ -16,7 +16,7 @@ from .split import BlockSplit, block_split, tail_split
 from .step import TrainStep, autocast, eval_mode, make_adamw
 from .timing import Timing, matmul_ceiling, time_forward, time_interleaved, time_it, time_train_step
 from .tokens import EOT_ID, VOCAB_SIZE, check_tokens, decode, encode, for_display, gpt2_encoding
-from .training import History, TrainConfig, TrainingDiverged, batch_starts, evaluate, train
+from .training import History, TrainConfig, TrainingDiverged, TrainingInterrupted, batch_starts, evaluate, train
 
 __version__ = "0.1.0"
 

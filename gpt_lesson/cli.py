@@ -25,7 +25,7 @@ from .model import GPTConfig, Model5
 from .presets import PRESETS, choose_preset, preset, train_config
 from .split import tail_split
 from .tokens import encode
-from .training import History, TrainConfig, train
+from .training import History, TrainConfig, TrainingInterrupted, train
 
 # argparse destinations that are TrainConfig fields; None (not given) keeps the preset's or checkpoint's value.
 _TRAIN_ARGS = ("steps", "batch_size", "seq_len", "lr", "weight_decay", "eval_every", "eval_batches", "grad_clip",
@@ -130,8 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     before = "" if args.resume else _sample(model, args, p.train.seed)
     if before:
         print("\n--- before training ---\n" + before + "\n")
-    history = train(model, train_tokens, test_tokens, p.train, device=p.device, progress=not args.no_progress,
-                    checkpoint_path=p.out / "checkpoint.pt", resume_from=args.resume)
+    try:
+        history = train(model, train_tokens, test_tokens, p.train, device=p.device, progress=not args.no_progress,
+                        checkpoint_path=p.out / "checkpoint.pt", resume_from=args.resume)
+    except TrainingInterrupted as e:
+        hint = f"; continue with: python -m gpt_lesson --resume {e.checkpoint}" if e.step > 0 else ""
+        print(f"\ninterrupted at step {e.step}{hint}", file=sys.stderr)
+        return 130
     after = _sample(model, args, p.train.seed)
     print("\n--- after training ---\n" + after + "\n")
     _write_run(p, history, before, after, {"book_source": book.source, "n_tokens": len(tokens)})

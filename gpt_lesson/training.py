@@ -32,6 +32,14 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `train`: ``step`` steps are done and, with a checkpoint path, saved in ``checkpoint``."""
+
+    def __init__(self, message: str, *, step: int, checkpoint=None) -> None:
+        super().__init__(message)
+        self.step, self.checkpoint = step, checkpoint
+
+
 _POSITIVE_INTS = ("steps", "batch_size", "eval_every", "eval_batches")
 # Settings that decide which batches a run sees: a resumed run must keep them.
 _FIXED_ON_RESUME = ("seed", "batch_size", "seq_len", "eval_batches")
@@ -251,16 +259,11 @@ class _Run:
             self.model.train()
             losses = _LossBuffer(self.history, end - start, c.batch_size * self.seq_len, self.device, c.lr)
             bar = tqdm(range(start, end), total=c.steps, initial=start, desc="train", disable=not progress)
-            for step in bar:
-                if step % c.eval_every == 0:
-                    self.evaluate(step)
-                t0 = time.perf_counter()
-                x, y = gather_windows(self.train_tokens, starts[step], self.seq_len)
-                losses.put(step - start, self.step_fn(x, y), start, bar, last=step == end - 1)
-                losses.seconds += time.perf_counter() - t0
-                if checkpoint_path and c.checkpoint_every and (step + 1) % c.checkpoint_every == 0 and step + 1 < end:
-                    losses.flush(step + 1 - start)
-                    self.save(checkpoint_path, step + 1)
+            try:
+                self._loop(bar, starts, losses, end, checkpoint_path)
+            except KeyboardInterrupt:
+                bar.close()
+                raise self._interrupted(losses, checkpoint_path) from None
             bar.close()
             losses.flush(end - start)
             if end == c.steps or end % c.eval_every == 0:
@@ -269,6 +272,30 @@ class _Run:
             if checkpoint_path:
                 self.save(checkpoint_path, end)
         return self.history
+
+    def _loop(self, bar, starts: torch.Tensor, losses: "_LossBuffer", end: int, checkpoint_path) -> None:
+        c, start = self.config, self.start
+        for step in bar:
+            if step % c.eval_every == 0:
+                self.evaluate(step)
+            t0 = time.perf_counter()
+            x, y = gather_windows(self.train_tokens, starts[step], self.seq_len)
+            losses.put(step - start, self.step_fn(x, y), start, bar, last=step == end - 1)
+            losses.seconds += time.perf_counter() - t0
+            if checkpoint_path and c.checkpoint_every and (step + 1) % c.checkpoint_every == 0 and step + 1 < end:
+                losses.flush(step + 1 - start)
+                self.save(checkpoint_path, step + 1)
+
+    def _interrupted(self, losses: "_LossBuffer", checkpoint_path) -> "TrainingInterrupted":
+        """Ctrl-C: keep the steps done so far in a checkpoint (when the run has a path) and say how to go on."""
+        done = self.start + losses.filled
+        losses.flush(losses.filled)
+        if checkpoint_path and done > self.start:
+            self.save(checkpoint_path, done)
+            how = f"checkpoint saved at step {done}: continue with resume_from={str(checkpoint_path)!r}"
+        else:
+            how = "no checkpoint path was given, so nothing was saved" if not checkpoint_path else "no step was done"
+        return TrainingInterrupted(f"interrupted at step {done}; {how}", step=done, checkpoint=checkpoint_path)
 
     def _restore_rng(self) -> None:
         if self.rng is None:
@@ -285,10 +312,11 @@ class _LossBuffer:
         self.history, self.tokens_per_step, self.lr = history, tokens_per_step, lr
         self.values = torch.zeros(n, device=device)
         self.read_every = 1 if device.type == "cpu" else 10
-        self.done, self.seconds = 0, 0.0
+        self.done, self.seconds, self.filled = 0, 0.0, 0
 
     def put(self, i: int, loss: torch.Tensor, start: int, bar, *, last: bool) -> None:
         self.values[i] = loss.float()
+        self.filled = i + 1
         if (i + 1) % self.read_every == 0 or last:
             _check_finite(self.values[: i + 1], start, self.lr)
             bar.set_postfix(loss=f"{self.values[i].item():.3f}")

@@ -108,3 +108,39 @@ def test_unknown_preset_is_an_argparse_error(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "huge" in err and "tiny" in err
+
+
+@pytest.mark.parametrize(
+    "bad, words",
+    [(["--batch-size", "0"], "batch_size"), (["--seq-len", "0"], "seq_len"), (["--eval-batches", "0"], "eval_batches"),
+     (["--grad-clip", "-1"], "grad_clip"), (["--lr", "nan"], "lr"), (["--seq-len", "33"], "context_length"),
+     (["--sample-tokens", "-1"], "sample-tokens")],
+)
+def test_bad_numbers_end_in_one_line_before_any_work(tmp_path, capsys, bad, words):
+    assert main(["--preset", "tiny", "--out", str(tmp_path / "run"), *FAST, *bad]) == 2
+    captured = capsys.readouterr()
+    assert words in captured.err and captured.err.startswith("error: ") and captured.err.count("\n") == 1
+    assert captured.out == ""  # nothing was loaded or built: the book line never printed
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_out_folders_are_refused(tmp_path, capsys):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    assert main(["--preset", "tiny", "--out", str(a_file), *FAST]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert main(["--preset", "tiny", "--out", str(a_file / "run"), *FAST]) == 2
+    assert "under a file" in capsys.readouterr().err
+
+
+def test_an_existing_run_is_not_replaced_without_resume_or_overwrite(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["--preset", "tiny", "--steps", "1", "--out", str(run), *FAST]
+    assert main(args) == 0
+    before = (run / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert (run / "checkpoint.pt").read_bytes() == before
+    assert main([*args, "--overwrite", "--seed", "2"]) == 0
+    assert (run / "checkpoint.pt").read_bytes() != before

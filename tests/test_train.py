@@ -462,3 +462,90 @@ def test_one_training_step_is_written_once():
     pkg = pathlib.Path(train_mod.__file__).parent
     writers = sorted(p.name for p in pkg.glob("*.py") if ".backward()" in p.read_text() or "scaler.step(" in p.read_text())
     assert writers == ["step.py"]
+
+
+# ---- the T4 path (fp16 autocast + gradient scaler), exercised on the CPU -------------------------
+
+
+@pytest.fixture
+def fp16_everywhere(monkeypatch):
+    """Make train() choose float16 autocast, as it does on a T4 (compute capability 7.5), on this CPU."""
+    monkeypatch.setattr(train_mod, "autocast_dtype", lambda device: torch.float16)
+
+
+def test_fp16_training_uses_the_scaler_and_learns(data, tmp_path, fp16_everywhere):
+    tokens = torch.arange(16).repeat(40)
+    h = train(build(seed=3), tokens, steps=40, lr=1e-2, batch_size=4, seq_len=8, progress=False,
+              checkpoint_path=tmp_path / "c.pt")
+    assert sum(h.train_loss[-5:]) / 5 < h.train_loss[0] - 1.0
+    ckpt = read_checkpoint(tmp_path / "c.pt")
+    assert ckpt["scaler"]["scale"] > 0  # the scaler's state is saved with the run
+
+
+def test_fp16_stop_and_resume_equals_an_unbroken_run(data, tmp_path, fp16_everywhere):
+    kw = dict(steps=6, eval_every=3, eval_batches=1, seed=2, batch_size=2, seq_len=8, progress=False)
+    full = train(build(), *data, **kw)
+    train(build(), *data, checkpoint_path=tmp_path / "c.pt", stop_after=3, **kw)
+    resumed = train(build(seed=5), *data, resume_from=tmp_path / "c.pt", **kw)
+    assert resumed.train_loss == full.train_loss and resumed.test_loss == full.test_loss
+
+
+def test_clipping_sees_the_unscaled_gradients_under_fp16(monkeypatch):
+    """With a scaler, gradients are multiplied by 65,536 until unscaled: clipping must come after unscaling."""
+    seen = []
+    real_clip = torch.nn.utils.clip_grad_norm_
+
+    def clip(params, max_norm, *args, **kwargs):
+        params = list(params)
+        seen.append(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params])).item())
+        return real_clip(params, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
+    x, y = torch.randint(0, 64, (2, 8)), torch.randint(0, 64, (2, 8))
+    plain = build()
+    plain.loss(x, y).backward()
+    true_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in plain.parameters()])).item()
+    model = build()
+    step = step_mod.TrainStep(model, step_mod.make_adamw(model, lr=1e-3, weight_decay=0.0), dtype=torch.float16,
+                              grad_clip=1e9)
+    assert step.scaler.is_enabled() and step.scaler.get_scale() > 1000
+    step(x, y)
+    assert seen[0] == pytest.approx(true_norm, rel=0.05)  # fp16 rounding, not a factor of 65,536
+
+
+def test_a_checkpoint_written_on_a_gpu_resumes_on_the_cpu(data, tmp_path):
+    """A GPU run's checkpoint has a CUDA RNG state and a scaler state; on the CPU both are left aside."""
+    kw = dict(steps=4, eval_every=2, eval_batches=1, seed=8, **RUN)
+    full = train(build(), *data, **kw)
+    train(build(), *data, checkpoint_path=tmp_path / "c.pt", stop_after=2, **kw)
+    ckpt = torch.load(tmp_path / "c.pt", weights_only=True)
+    ckpt["rng"]["cuda"] = torch.zeros(16, dtype=torch.uint8)  # what torch.cuda.get_rng_state() gives
+    ckpt["scaler"] = {"scale": 1024.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2000,
+                      "_growth_tracker": 0}
+    torch.save(ckpt, tmp_path / "gpu.pt")
+    resumed = train(build(seed=1), *data, resume_from=tmp_path / "gpu.pt", **kw)
+    assert resumed.train_loss == full.train_loss
+
+
+def test_ctrl_c_saves_the_steps_done_and_the_run_resumes_exactly(data, tmp_path):
+    from gpt_lesson import TrainingInterrupted
+
+    kw = dict(steps=6, eval_every=2, eval_batches=1, seed=4, **RUN)
+    full = train(build(), *data, **kw)
+    model = build()
+    real_loss, calls = model.loss, {"n": 0}
+
+    def loss(x, y, **k):
+        if model.training:
+            calls["n"] += 1
+            if calls["n"] == 4:  # Ctrl-C during the fourth step: three are done
+                raise KeyboardInterrupt
+        return real_loss(x, y, **k)
+
+    model.loss = loss
+    with pytest.raises(TrainingInterrupted, match="step 3") as err:
+        train(model, *data, checkpoint_path=tmp_path / "c.pt", **kw)
+    assert isinstance(err.value, KeyboardInterrupt) and err.value.step == 3
+    assert read_checkpoint(tmp_path / "c.pt")["step"] == 3
+    resumed = train(build(seed=7), *data, resume_from=tmp_path / "c.pt", **kw)
+    assert resumed.train_loss == full.train_loss and resumed.test_loss == full.test_loss
