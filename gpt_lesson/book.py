@@ -188,7 +188,24 @@ def _local_file(book: int | str | os.PathLike) -> Book | None:
         raise FileNotFoundError(
             f"no book file at {str(path)!r}; give an existing .txt path, a Gutenberg id such as 829, or a URL"
         )
-    return Book(path.read_bytes().decode("utf-8"), "file", str(path))
+    return Book(_decode_local(path), "file", str(path))
+
+
+def _decode_local(path: Path) -> str:
+    """A local text file's contents, or a `BookError` naming the file and the fix (any UTF-8 text is a book here)."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BookError(
+            f"{str(path)!r} is not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r}); save it as UTF-8 "
+            "(for Latin-1: Path(p).write_text(Path(p).read_text(encoding='latin-1'), encoding='utf-8'))"
+        ) from e
+    if text.lstrip("\ufeff \t\r\n")[:15].lower().startswith(("<!doctype html", "<html")):
+        raise BookError(f"{str(path)!r} is an HTML page, not plain text; download the book's 'Plain Text UTF-8' file")
+    if not text.strip():
+        raise BookError(f"{str(path)!r} is empty; give a file with the book's text")
+    return text
 
 
 def _sources(book: int | str) -> tuple[list[str], int | None, str]:

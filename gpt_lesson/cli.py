@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .book import clean_text, load_book
+from .book import BookError, clean_text, load_book
 from .checkpoints import read_checkpoint
 from .device import describe_runtime, pick_device
 from .generation import LESSON_PROMPT, generate
@@ -116,7 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(describe_runtime(p.device))
     print(f"preset: {p.name} ({p.why})")
-    book = load_book(args.book, offline=True if args.offline else None)
+    try:
+        book = load_book(args.book, offline=True if args.offline else None)
+    except (BookError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     text = book.text if args.raw else clean_text(book.text)
     tokens = encode(text)
     train_tokens, test_tokens = tail_split(tokens, 0.9)

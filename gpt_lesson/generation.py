@@ -14,7 +14,7 @@ import torch
 
 from .model import KVCache, Model5
 from .step import eval_mode
-from .tokens import decode, encode, for_display
+from .tokens import check_tokens, decode, encode, for_display
 
 LESSON_PROMPT = "The man-mountain shall not depart from our dominions"
 
@@ -50,6 +50,7 @@ def generate_tokens(
         idx = idx[None]
     if idx.size(1) == 0:
         raise ValueError("the prompt is empty; give at least one token (for example a newline)")
+    check_tokens(idx.reshape(-1), "the prompt", vocab_size=model.config.vocab_size)
     if temperature <= 0 and not greedy:
         raise ValueError(f"temperature must be > 0 (got {temperature}); use greedy=True for the most likely token")
     if top_k is not None and top_k < 1:

@@ -68,11 +68,19 @@ def for_display(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def check_tokens(tokens: torch.Tensor, name: str = "tokens") -> None:
-    """Raise a clear error unless ``tokens`` is a 1-D integer tensor (what `encode` returns)."""
+def check_tokens(tokens: torch.Tensor, name: str = "tokens", *, vocab_size: int | None = None) -> None:
+    """Raise a clear error unless ``tokens`` is a 1-D integer tensor (what `encode` returns); with ``vocab_size``,
+    also unless every id is in 0 … vocab_size - 1 (one pass over the tensor: call it once, not per batch)."""
     if not isinstance(tokens, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of token ids (use gpt_lesson.encode), got {type(tokens).__name__}")
     if tokens.dim() != 1:
         raise ValueError(f"{name} must be 1-D (N,), got shape {tuple(tokens.shape)}; flatten it with tokens.reshape(-1)")
     if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
         raise TypeError(f"{name} must hold integer ids, got dtype {tokens.dtype}; convert with tokens.long()")
+    if vocab_size is not None and tokens.numel():
+        lo, hi = int(tokens.min()), int(tokens.max())
+        if lo < 0 or hi >= vocab_size:
+            raise ValueError(
+                f"{name} holds ids from {lo} to {hi}, outside the model's vocabulary 0 … {vocab_size - 1}; "
+                "make them with gpt_lesson.encode (GPT-2's 50,257 tokens)"
+            )

@@ -197,7 +197,9 @@ def train(
     - ``stop_after``: leave after this many steps of this call (an interruption you can resume from).
     """
     config = (config or TrainConfig()).with_overrides(**overrides)
-    check_tokens(train_tokens, "train_tokens")
+    check_tokens(train_tokens, "train_tokens", vocab_size=model.config.vocab_size)
+    if test_tokens is not None:
+        check_tokens(test_tokens, "test_tokens", vocab_size=model.config.vocab_size)
     seq_len = config.seq_len_for(model.config)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device)

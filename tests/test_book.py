@@ -505,3 +505,17 @@ def test_end_before_start_raises():
     start, end = MARKERS[0]
     with pytest.raises(BookError):
         clean_text(f"{end}\nbody\n{start}\n")
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [("Caf\xe9 au lait, ".encode("latin-1") * 100, "not UTF-8"), (b"<!DOCTYPE html><html><body>hi</body></html>", "HTML page"),
+     (b"  \r\n", "empty")],
+    ids=["latin-1", "html", "empty"],
+)
+def test_a_bad_local_book_file_is_named_with_the_fix(tmp_path, content, words):
+    path = tmp_path / "book.txt"
+    path.write_bytes(content)
+    with pytest.raises(BookError, match=words) as err:
+        load_book(path)
+    assert "book.txt" in str(err.value)

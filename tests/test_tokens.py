@@ -110,3 +110,12 @@ def test_check_tokens_errors(bad, error, words):
 @pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.int16, torch.uint8])
 def test_check_tokens_accepts_integer_vectors(dtype):
     check_tokens(torch.arange(5, dtype=dtype))
+
+
+@pytest.mark.parametrize("bad", [[-1, 3], [5, 50257], [70000]])
+def test_ids_outside_the_vocabulary_are_named_with_their_range(bad):
+    from gpt_lesson import check_tokens
+
+    with pytest.raises(ValueError, match=r"outside the model's vocabulary 0 … 50256"):
+        check_tokens(torch.tensor(bad), vocab_size=50257)
+    check_tokens(torch.tensor([0, 50256]), vocab_size=50257)  # both ends are valid ids
