@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from time import monotonic as _monotonic
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -153,19 +154,30 @@ def _session(retries: int, backoff: float) -> requests.Session:
     return session
 
 
-def download(url: str, *, timeout: float = 20.0, retries: int = 3, backoff: float = 1.0) -> bytes:
+def download(
+    url: str, *, timeout: float = 20.0, retries: int = 3, backoff: float = 1.0, deadline: float | None = None
+) -> bytes:
     """GET ``url`` with a timeout and retries (waits backoff, 2×backoff, ...); return the body.
 
-    ``retries`` counts tries. Raises a `requests.RequestException` when every try failed: an HTTP
-    error status as `requests.HTTPError` (a 4xx at once, without retrying), a timeout as
-    `requests.Timeout`. A body that breaks off after the headers arrived is not tried again.
+    ``retries`` counts tries. ``timeout`` bounds the connection and each read; ``deadline`` (seconds) bounds
+    the whole download, so a server that trickles bytes cannot keep it waiting. Raises a
+    `requests.RequestException` when every try failed: an HTTP error status as `requests.HTTPError` (a 4xx at
+    once, without retrying), a timeout or a passed deadline as `requests.Timeout`. A body that breaks off after
+    the headers arrived is not tried again.
     """
     if retries < 1:  # 0 would try nothing and have no error to raise
         raise ValueError(f"retries must be at least 1 (the number of tries), got {retries!r}")
+    end = None if deadline is None else _monotonic() + deadline
     with _session(retries, backoff) as session:
-        r = session.get(url, timeout=timeout)
+        r = session.get(url, timeout=timeout, stream=True)
         r.raise_for_status()
-        return r.content
+        chunks = []
+        for chunk in r.iter_content(1024):  # small reads: the deadline is checked often, even on a trickle
+            chunks.append(chunk)
+            if end is not None and _monotonic() > end:
+                r.close()
+                raise requests.Timeout(f"{url}: the download took longer than its deadline of {deadline:g} s")
+        return b"".join(chunks)
 
 
 def _read_valid(path: Path) -> str | None:
@@ -221,13 +233,19 @@ def _sources(book: int | str) -> tuple[list[str], int | None, str]:
 
 
 def _download_and_cache(
-    urls: list[str], cache_path: Path, timeout: float, retries: int, say: Callable[..., None]
+    urls: list[str], cache_path: Path, timeout: float, retries: int, budget: float, say: Callable[..., None]
 ) -> Book | str:
-    """The book from the first URL that gives a valid one, cached if possible; else why none did."""
-    errors = []
+    """The book from the first URL that gives a valid one within ``budget`` seconds in all, cached if
+    possible; else why none did."""
+    errors, end = [], _monotonic() + budget
     for url in urls:
+        left = end - _monotonic()
+        if left <= 0:
+            errors.append(f"no answer within the {budget:g} s budget (load_book(budget=...))")
+            break
+        per_try = max(0.5, min(timeout, left / retries))  # a silent network costs about the budget, not minutes
         try:
-            text = validate_book(download(url, timeout=timeout, retries=retries), url)
+            text = validate_book(download(url, timeout=per_try, retries=retries, deadline=left), url)
         except (requests.RequestException, BookError) as e:
             errors.append(f"{url}: {type(e).__name__}: {e}")
             continue
@@ -267,6 +285,7 @@ def load_book(
     refresh: bool = False,
     timeout: float = 20.0,
     retries: int = 3,
+    budget: float = 60.0,
     verbose: bool = True,
 ) -> Book:
     """Return a Gutenberg book's text, exactly as stored (BOM and CRLF kept).
@@ -274,7 +293,8 @@ def load_book(
     ``book`` is a Gutenberg id (default 829, *Gulliver's Travels*), an ``http(s)://`` URL, or a local
     file path. ``offline=None`` reads ``$GPT_LESSON_OFFLINE``. ``refresh=True`` downloads even when
     the cache holds a copy (the cached copy is kept if the download is bad). When book 829 cannot
-    be fetched, the shipped copy is used and one line says why.
+    be fetched, the shipped copy is used and one line says why. ``budget`` bounds the time spent on the
+    network in all (every URL and retry), ``timeout`` each connection and read.
     """
     offline = _env_offline() if offline is None else offline
     say = print if verbose else _quiet
@@ -289,7 +309,7 @@ def load_book(
     if offline:
         why = f"offline mode ({OFFLINE_ENV} or offline=True)"
     else:
-        got = _download_and_cache(urls, cache_path, timeout, retries, say)
+        got = _download_and_cache(urls, cache_path, timeout, retries, budget, say)
         if isinstance(got, Book):
             return got
         why = got

@@ -2,6 +2,7 @@
 
 import os
 import socket
+import time
 import types
 
 import pytest
@@ -519,3 +520,36 @@ def test_a_bad_local_book_file_is_named_with_the_fix(tmp_path, content, words):
     with pytest.raises(BookError, match=words) as err:
         load_book(path)
     assert "book.txt" in str(err.value)
+
+
+def _trickle(handler):
+    """Promise the whole book, then send 200 bytes every 0.1 s: each read is quick, the download never ends."""
+    handler.send_response(200)
+    handler.send_header("Content-Length", str(len(BOOK_BYTES_FOR_TRICKLE)))
+    handler.end_headers()
+    for i in range(0, len(BOOK_BYTES_FOR_TRICKLE), 200):
+        handler.wfile.write(BOOK_BYTES_FOR_TRICKLE[i : i + 200])
+        handler.wfile.flush()
+        time.sleep(0.1)
+
+
+BOOK_BYTES_FOR_TRICKLE = bk.shipped_path().read_bytes()
+
+
+def test_a_trickling_server_is_cut_off_at_the_deadline(server):
+    server.routes["/trickle"] = _trickle
+    t0 = time.monotonic()
+    with pytest.raises(requests.Timeout, match="deadline of 1 s"):
+        download(server.url("/trickle"), timeout=5, retries=1, deadline=1.0)
+    assert time.monotonic() - t0 < 3  # not the ~5 minutes the whole trickle would take
+
+
+def test_a_silent_network_costs_the_budget_then_the_shipped_copy(server, cache, monkeypatch, capsys):
+    server.routes["/silent"] = lambda h: time.sleep(8)  # accepts, never answers
+    use_urls(monkeypatch, server, "/silent", "/silent")
+    t0 = time.monotonic()
+    book = load_book(829, cache_dir=cache, timeout=20, retries=3, budget=2.0)
+    assert time.monotonic() - t0 < 6  # ~budget, not 2 URLs x 3 tries x 20 s
+    assert book.source == "shipped"
+    assert "Timeout" in book.note or "budget" in book.note
+    assert "Using the copy shipped" in capsys.readouterr().out

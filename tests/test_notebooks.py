@@ -1,7 +1,7 @@
 """Fast checks of the committed notebooks (nothing is executed; `pytest notebooks --nbval` runs them).
 
-- the Colab badge and install line match what scripts/badges.py builds from pyproject.toml, and so does the
-  README's table of notebooks;
+- notebooks/notebooks.json lists every notebook; the Colab badge matches what scripts/badges.py
+  builds from pyproject.toml, and so does the README's table of notebooks;
 - every notebook is committed executed: each code cell ran, in order, in one kernel, without errors;
 - no output shows a path of the machine that ran it;
 - each has the setup cell and the QUICK switch near the top;
@@ -9,6 +9,7 @@
 """
 
 import importlib.util
+import json
 import re
 from pathlib import Path
 
@@ -20,9 +21,10 @@ NB_DIR = ROOT / "notebooks"
 
 _spec = importlib.util.spec_from_file_location("badges", ROOT / "scripts" / "badges.py")
 badges = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(badges)
+_spec.loader.exec_module(badges)  # for the badge and README table it builds
 
-FILES = [file for file, *_ in badges.NOTEBOOKS]
+TABLE = json.loads((NB_DIR / "notebooks.json").read_text(encoding="utf-8"))
+FILES = [row["file"] for row in TABLE]
 URL = badges.repository_url()
 
 # What each notebook teaches from the package; a notebook may use its own names and all earlier ones.
@@ -34,7 +36,8 @@ TAUGHT = {
            "epoch_loader", "WindowDataset"},
     "05": {"Model5", "preset", "PRESETS", "GPTConfig", "pick_device", "describe_runtime", "autocast_dtype",
            "in_colab", "time_forward", "time_it", "forward_flops", "matmul_ceiling", "plot_timings"},
-    "06": {"choose_preset", "TRAIN_SHAPES", "train", "evaluate", "plot_losses", "History", "save_checkpoint",
+    "06": {"choose_preset", "train_config", "TrainConfig", "TrainStep", "train", "evaluate", "plot_losses", "History",
+           "save_checkpoint",
            "generate", "LESSON_PROMPT"},  # 06 samples before/after training; 07 takes generation apart
     "07": {"checkpoint_config", "load_checkpoint", "read_checkpoint", "generate_tokens", "KVCache"},
 }
@@ -65,15 +68,20 @@ def _texts(output):
 
 def test_every_notebook_is_listed():
     on_disk = sorted(p.name for p in NB_DIR.glob("*.ipynb"))
-    assert on_disk == sorted(FILES), "scripts/badges.py NOTEBOOKS must list exactly the notebooks in notebooks/"
+    assert on_disk == sorted(FILES), "notebooks/notebooks.json must list exactly the notebooks in notebooks/"
+
+
+def test_table_entries_have_every_field_and_are_in_order():
+    assert all(sorted(row) == sorted(badges.FIELDS) and all(row.values()) for row in TABLE)
+    assert FILES == sorted(FILES), "list the notebooks in the order they are taught"
 
 
 @pytest.mark.parametrize("file", FILES)
-def test_badge_and_install_line_match_pyproject(file):
+def test_badge_matches_pyproject(file):
+    """(The setup cell and its install line are checked by tests/test_setup_cell.py.)"""
     nb = _read(file)
     assert badges.fix_notebook(nb, file, URL) == [], "run: python scripts/badges.py"
     assert badges.badge(file, URL) in nb.cells[0].source
-    assert badges.install_line(URL) in _code(nb)[0].source
 
 
 def test_readme_table_is_up_to_date():

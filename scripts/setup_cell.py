@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""The notebooks' setup cell and Colab runtime request, from one template and pyproject.toml.
+
+Every notebook's first code cell is ``render()``: in Colab it installs this package at the tag of its version
+(``v{version}`` of ``[project.urls] Repository``), without the ``notebooks`` extra (Colab has Jupyter), and only
+if that version is not installed yet, so a re-run takes seconds; everywhere it prints the runtime in one line.
+Outside Colab it installs nothing. Its output names the device, so it is marked ``# NBVAL_IGNORE_OUTPUT``.
+
+The notebooks' metadata asks Colab for a GPU runtime only in the notebooks that use one (``GPU_NOTEBOOKS``).
+
+    python scripts/setup_cell.py --check   # report what is out of date; exit 1 if anything is (tests do this)
+    python scripts/setup_cell.py --write   # rewrite the setup cells and the metadata that are out of date
+
+``--write`` changes only the first code cell and the notebook-level metadata. A setup cell whose source
+changed is executed once, alone, in a fresh "python3" kernel (cwd notebooks/), and its output is stored with it
+(execution count 1); every other cell and output is kept as it is. Run it where no GPU is, as the tests do: the
+stored line is then "CPU runtime: no CUDA GPU here." (nbval does not compare it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    tomllib = None
+
+ROOT = Path(__file__).resolve().parents[1]
+NB_DIR = ROOT / "notebooks"
+
+# Notebooks that use a GPU (05 times it, 06 trains on it, 07 generates with the model 06 trained):
+# their metadata asks Colab for a GPU runtime; the others run on Colab's default CPU runtime.
+GPU_NOTEBOOKS = ("05", "06", "07")
+COLAB_GPU = "T4"  # Colab's free GPU
+
+TEMPLATE = '''\
+# NBVAL_IGNORE_OUTPUT
+# Setup. In Colab: install gpt_lesson {version} (it ships the book and the GPT-2 tokenizer), once per runtime.
+# Elsewhere install it yourself first (see the README); this cell installs nothing there. It prints the runtime.
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+if "google.colab" in sys.modules:
+    try:
+        installed = version("gpt-lesson")
+    except PackageNotFoundError:
+        installed = None
+    if installed != "{version}":
+        {install_line}
+import torch
+
+if torch.cuda.is_available():
+    print("GPU runtime:", torch.cuda.get_device_name(0))
+elif "google.colab" in sys.modules:
+    print("CPU runtime. Notebooks 05-07 want a GPU: Runtime > Change runtime type > {gpu} GPU, then run again.")
+else:
+    print("CPU runtime: no CUDA GPU here.")'''
+
+# The install line as it stands in the cell (what scripts/badges.py may look for).
+INSTALL_RE = re.compile(r'^(?P<indent>[ \t]*)%pip install -q "gpt-lesson @ git\+(?P<url>[^"@]+)@v(?P<version>[^"]+)"$', re.MULTILINE)
+
+
+def pyproject(path: Path = ROOT / "pyproject.toml") -> tuple[str, str]:
+    """``([project.urls] Repository`` without a trailing slash or ``.git``, ``[project] version``)."""
+    text = path.read_text(encoding="utf-8")
+    if tomllib is not None:
+        project = tomllib.loads(text)["project"]
+        url, version = project["urls"]["Repository"], project["version"]
+    else:  # plain 'Repository = "..."' and 'version = "..."' lines are all we need
+        url = re.search(r'^Repository\s*=\s*"([^"]+)"', text, re.MULTILINE).group(1)
+        version = re.search(r'^version\s*=\s*"([^"]+)"', text, re.MULTILINE).group(1)
+    return url.rstrip("/").removesuffix(".git"), version
+
+
+def install_line(url: str, version: str) -> str:
+    """The Colab install: the package only (Colab has Jupyter and torch), at the tag of this version."""
+    return f'%pip install -q "gpt-lesson @ git+{url}@v{version}"'
+
+
+def render(url: str | None = None, version: str | None = None) -> str:
+    if url is None or version is None:
+        url, version = pyproject()
+    return TEMPLATE.format(version=version, install_line=install_line(url, version), gpu=COLAB_GPU)
+
+
+def notebooks() -> list[Path]:
+    return sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def wants_gpu(path: Path | str) -> bool:
+    return Path(path).name[:2] in GPU_NOTEBOOKS
+
+
+def fix_metadata(nb, path: Path) -> list[str]:
+    """Ask Colab for a GPU in GPU_NOTEBOOKS only; return what was wrong (empty: up to date)."""
+    md = nb.metadata
+    colab = md.get("colab", {})
+    if wants_gpu(path):
+        if md.get("accelerator") == "GPU" and colab.get("gpuType") == COLAB_GPU:
+            return []
+        md["accelerator"] = "GPU"
+        md.setdefault("colab", {})["gpuType"] = COLAB_GPU
+        return [f"{path.name}: metadata should ask Colab for a {COLAB_GPU} GPU"]
+    if "accelerator" not in md and "gpuType" not in colab:
+        return []
+    md.pop("accelerator", None)
+    colab.pop("gpuType", None)
+    return [f"{path.name}: metadata should not ask Colab for a GPU (this notebook does not use one)"]
+
+
+def setup_cell(nb):
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    return code[0] if code else None
+
+
+def run_cell(source: str) -> tuple[list, dict]:
+    """Execute ``source`` alone in a fresh python3 kernel (cwd notebooks/); its outputs and timing metadata."""
+    import nbclient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NB_DIR)}}).execute()
+    cell = nb.cells[0]
+    return cell.outputs, cell.metadata.get("execution", {})
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = ap.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--check", action="store_true", help="report what is out of date, change nothing")
+    mode.add_argument("--write", action="store_true", help="rewrite the setup cells and metadata that are out of date")
+    mode.add_argument("--print", action="store_true", help="print the rendered setup cell")
+    args = ap.parse_args(argv)
+    cell_source = render()
+    if args.print:
+        print(cell_source)
+        return 0
+    ran = None
+    if args.write and any(
+        (cell := setup_cell(nbformat.read(path, as_version=4))) is not None and cell.source != cell_source
+        for path in notebooks()
+    ):
+        ran = run_cell(cell_source)  # before reading any notebook to change it: each is read and written at once
+    problems = []
+    for path in notebooks():
+        nb = nbformat.read(path, as_version=4)
+        before = copy.deepcopy(nb)
+        found = fix_metadata(nb, path)
+        cell = setup_cell(nb)
+        if cell is None:
+            found.append(f"{path.name}: no code cell")
+        elif cell.source != cell_source:
+            found.append(f"{path.name}: setup cell out of date")
+            if ran is not None:
+                outputs, execution = ran
+                cell.source = cell_source
+                cell.outputs = copy.deepcopy(outputs)
+                cell.execution_count = 1
+                if execution:
+                    cell.metadata["execution"] = dict(execution)
+        problems += found
+        if args.write and nb != before:
+            nbformat.write(nb, path)
+    for p in problems:
+        print(p)
+    if args.check:
+        return 1 if problems else 0
+    print(f"{len(problems)} fix(es) written" if problems else "everything up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
