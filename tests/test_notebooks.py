@@ -130,3 +130,21 @@ def test_uses_only_names_taught_so_far(file):
     assert "from gpt_lesson" not in source, "import the package as `import gpt_lesson as gl`"
     used = set(re.findall(r"\bgl\.(\w+)", source))
     assert used <= allowed, f"{file} uses {sorted(used - allowed)} before the notebook that teaches it"
+
+
+FACT_LINE = re.compile(r": (True|False)$")
+DEVICE_WORDS = re.compile(r"\b(cuda|GPU|float16|bfloat16|T4|H100|H200|A100|preset: )", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("file", [f for f in FILES if f[:2] in ("05", "06", "07")])
+def test_checked_outputs_do_not_depend_on_the_device(file):
+    """nbval compares every cell without the ignore marker; on a GPU those outputs must read the same as on a CPU.
+    So no checked output of the GPU notebooks may name a device, a GPU, a half-precision dtype or the chosen preset,
+    except in a line of facts, which ends in ': True' or ': False' whatever the device."""
+    for i, cell in enumerate(_code(_read(file))):
+        if "NBVAL_IGNORE_OUTPUT" in cell.source or "NBVAL_SKIP" in cell.source:
+            continue
+        for output in cell.outputs:
+            for text in _texts(output):
+                text = "\n".join(line for line in text.splitlines() if not FACT_LINE.search(line))
+                assert not DEVICE_WORDS.search(text), f"code cell {i}: {text[:120]!r} would differ on a GPU"
