@@ -25,7 +25,7 @@ from .model import GPTConfig, Model5
 from .presets import PRESETS, choose_preset, preset, train_config
 from .split import tail_split
 from .tokens import encode
-from .training import History, TrainConfig, TrainingInterrupted, train
+from .training import History, TrainConfig, TrainingInterrupted, check_resume_settings, train
 
 # argparse destinations that are TrainConfig fields; None (not given) keeps the preset's or checkpoint's value.
 _TRAIN_ARGS = ("steps", "batch_size", "seq_len", "lr", "weight_decay", "eval_every", "eval_batches", "grad_clip",
@@ -88,6 +88,8 @@ def plan(args: argparse.Namespace) -> Plan:
     given = {k: getattr(args, k) for k in _TRAIN_ARGS if getattr(args, k) is not None}
     tc = base.with_overrides(**given)
     tc.seq_len_for(model_cfg)
+    if args.resume:
+        check_resume_settings(ckpt.get("train_config"), tc, args.resume)
     if args.resume and ckpt["step"] > tc.steps:
         raise ValueError(f"the checkpoint is at step {ckpt['step']}, past --steps {tc.steps}; ask for --steps >= {ckpt['step']}")
     if args.sample_tokens < 0:

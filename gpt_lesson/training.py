@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from .batches import gather_windows, random_batch, random_starts
 from .checkpoints import load_checkpoint, save_checkpoint
 from .device import autocast_dtype
+from .distributed import DistContext, all_reduce_mean, all_reduce_sum, ddp_loss
 from .model import GPTConfig, Model5
 from .step import TrainStep, autocast, eval_mode, loss_chunk_for, make_adamw
 from .tokens import check_tokens
@@ -40,7 +41,7 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.step, self.checkpoint = step, checkpoint
 
 
-_POSITIVE_INTS = ("steps", "batch_size", "eval_every", "eval_batches")
+_POSITIVE_INTS = ("steps", "batch_size", "grad_accum", "eval_every", "eval_batches")
 # Settings that decide which batches a run sees: a resumed run must keep them.
 _FIXED_ON_RESUME = ("seed", "batch_size", "seq_len", "eval_batches")
 
@@ -50,7 +51,8 @@ class TrainConfig:
     """Every setting of a training run, validated here, saved in checkpoints and in ``metrics.json``."""
 
     steps: int = 500  # random batches to train on
-    batch_size: int = 16
+    batch_size: int = 16  # the global batch: the rows each step's loss is the mean over, whatever the processes
+    grad_accum: int = 1  # micro-batches per step and process (same losses, less memory)
     seq_len: int | None = None  # tokens per window; None: the model's context length
     lr: float = 1e-3  # AdamW, as the course
     weight_decay: float = 0.01
@@ -75,6 +77,8 @@ class TrainConfig:
         _require("grad_clip", self.grad_clip, self.grad_clip is None or (_is_number(self.grad_clip) and self.grad_clip > 0),
                  "a positive number or None (a negative clip would turn training into gradient ascent)")
         _require("loss_chunk", self.loss_chunk, _is_int(self.loss_chunk) and self.loss_chunk >= 0, "0 (off) or a positive row count")
+        _require("grad_accum", self.grad_accum, self.batch_size % self.grad_accum == 0,
+                 f"a divisor of batch_size={self.batch_size} (each micro-batch gets batch_size / grad_accum rows)")
         _require("seed", self.seed, _is_int(self.seed) and self.seed >= 0, "an integer >= 0")
         for name in ("amp", "compile", "fused"):
             _require(name, getattr(self, name), isinstance(getattr(self, name), bool), "True or False")
@@ -157,20 +161,34 @@ def evaluate(
     dtype: torch.dtype | None = None,
     allowed: torch.Tensor | None = None,
     loss_chunk: int = 0,
+    micro_batches: int = 1,
+    dist: DistContext | None = None,
 ) -> float:
-    """Mean loss over ``n_batches`` random batches of ``tokens``; the same batches for the same seed."""
+    """Mean loss over ``n_batches`` random batches of ``tokens``; the same batches for the same seed.
+
+    ``micro_batches``: compute each batch in this many equal pieces (the memory of a training micro-batch).
+    With a distributed ``dist``, rank r evaluates batches r, r + N, … and the sum is all-reduced: every rank
+    returns the mean over all ``n_batches``.
+    """
     if n_batches < 1:
         raise ValueError(f"n_batches must be >= 1, got {n_batches} (a mean over no batch is NaN)")
+    if batch_size % micro_batches:
+        raise ValueError(f"batch_size={batch_size} does not split into micro_batches={micro_batches} equal pieces")
     device = next(model.parameters()).device
     g = torch.Generator(device="cpu").manual_seed(seed)
     chunk = loss_chunk_for(loss_chunk, dtype)
     total = torch.zeros((), device=device)
+    rank, world_size = (dist.rank, dist.world_size) if dist is not None and dist.distributed else (0, 1)
     with eval_mode(model):
-        for _ in range(n_batches):
+        for i in range(n_batches):
+            if i % world_size != rank:  # another rank's batch: draw its starts all the same, to keep the generator in step
+                random_starts(len(tokens), batch_size, seq_len, generator=g, allowed=allowed)
+                continue
             x, y = random_batch(tokens, batch_size, seq_len, generator=g, device=device, allowed=allowed)
-            with autocast(device.type, dtype):
-                total += (model.loss(x, y, chunk=chunk) if chunk else model.loss(x, y)).float()
-    return (total / n_batches).item()
+            for xm, ym in zip(x.split(batch_size // micro_batches), y.split(batch_size // micro_batches)):
+                with autocast(device.type, dtype):
+                    total += (model.loss(xm, ym, chunk=chunk) if chunk else model.loss(xm, ym)).float() / micro_batches
+    return (all_reduce_sum(total, dist) / n_batches).item()
 
 
 def train(
@@ -184,6 +202,7 @@ def train(
     checkpoint_path: str | os.PathLike | None = None,
     resume_from: str | os.PathLike | None = None,
     stop_after: int | None = None,
+    dist: DistContext | None = None,
     **overrides,
 ) -> History:
     """Train ``model`` on ``config.steps`` random batches of ``train_tokens`` and return the `History`.
@@ -195,13 +214,22 @@ def train(
     - ``resume_from``: a checkpoint of this model's config; the run continues from its step with the
       same batches, so a resumed run gives the losses of an unbroken one.
     - ``stop_after``: leave after this many steps of this call (an interruption you can resume from).
+    - ``dist``: this process's place in a torchrun job (`gpt_lesson.distributed`, group opened): it trains on
+      its rows of every global batch with DDP, on ``dist.device``; only rank 0 shows progress and saves.
     """
     config = (config or TrainConfig()).with_overrides(**overrides)
     check_tokens(train_tokens, "train_tokens", vocab_size=model.config.vocab_size)
     if test_tokens is not None:
         check_tokens(test_tokens, "test_tokens", vocab_size=model.config.vocab_size)
     seq_len = config.seq_len_for(model.config)
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    dist = dist if dist is not None else DistContext(torch.device("cpu"))
+    per_process_batch(config, dist.world_size)
+    if dist.distributed and device is not None and torch.device(device) != dist.device:
+        raise ValueError(f"device={device} differs from this rank's device {dist.device}; leave device out under torchrun")
+    if dist.distributed:
+        device = dist.device
+    else:
+        device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device)
     dtype = autocast_dtype(device) if config.amp else None
     if device.type == "cuda":
@@ -209,19 +237,24 @@ def train(
         torch.backends.cudnn.allow_tf32 = True
     optimizer = make_adamw(model, lr=config.lr, weight_decay=config.weight_decay, fused=config.fused)
     step_fn = TrainStep(model, optimizer, dtype=dtype, grad_clip=config.grad_clip, loss_chunk=config.loss_chunk,
-                        compile=config.compile)
-    run = _Run(model, config, seq_len, step_fn, device, train_tokens, test_tokens)
+                        compile=config.compile, grad_accum=config.grad_accum,
+                        ddp=ddp_loss(model, dist) if dist.distributed else None)
+    run = _Run(model, config, seq_len, step_fn, device, train_tokens, test_tokens, dist)
     if resume_from is not None:
         run.resume(resume_from)
     end = config.steps if stop_after is None else min(config.steps, run.start + stop_after)
-    return run.steps_to(end, progress=progress, checkpoint_path=checkpoint_path)
+    return run.steps_to(end, progress=progress and dist.is_main, checkpoint_path=checkpoint_path)
 
 
 class _Run:
     """The state of one call of `train`: model, step function, data on the device, history, start step."""
 
-    def __init__(self, model, config: TrainConfig, seq_len: int, step_fn: TrainStep, device, train_tokens, test_tokens):
+    def __init__(self, model, config: TrainConfig, seq_len: int, step_fn: TrainStep, device, train_tokens, test_tokens,
+                 dist: DistContext):
         self.model, self.config, self.seq_len, self.step_fn, self.device = model, config, seq_len, step_fn, device
+        self.dist = dist
+        rows = per_process_batch(config, dist.world_size)
+        self.rows = slice(dist.rank * rows, (dist.rank + 1) * rows)  # this process's rows of every global batch
         # Keep the text where the model is: batches are then gathered there, no copy per step.
         self.train_tokens = train_tokens.to(device, torch.long)
         self.test_tokens = test_tokens.to(device) if test_tokens is not None else None
@@ -233,7 +266,7 @@ class _Run:
         if self.start > self.config.steps:
             raise ValueError(f"the checkpoint is at step {self.start}, past steps={self.config.steps}; "
                              f"ask for steps >= {self.start}")
-        _check_resume_config(ckpt.get("train_config"), self.config, path)
+        check_resume_settings(ckpt.get("train_config"), self.config, path)
         for group in self.step_fn.optimizer.param_groups:  # the optimizer state brings back the old values
             group["lr"], group["weight_decay"] = self.config.lr, self.config.weight_decay
         if "scaler" in ckpt and self.step_fn.scaler.is_enabled():
@@ -244,17 +277,21 @@ class _Run:
             return
         c = self.config
         loss = evaluate(self.model, self.test_tokens, batch_size=c.batch_size, seq_len=self.seq_len,
-                        n_batches=c.eval_batches, seed=c.seed + 1, dtype=self.step_fn.dtype, loss_chunk=c.loss_chunk)
+                        n_batches=c.eval_batches, seed=c.seed + 1, dtype=self.step_fn.dtype, loss_chunk=c.loss_chunk,
+                        micro_batches=self.dist.world_size * c.grad_accum, dist=self.dist)
         self.history.eval_steps.append(step)
         self.history.test_loss.append(loss)
 
     def save(self, path, step: int) -> None:
+        if not self.dist.is_main:  # every rank holds the same weights: one writes them
+            return
         save_checkpoint(path, self.model, self.step_fn.optimizer, step, self.history, self.step_fn.scaler,
                         train_config=self.config)
 
     def steps_to(self, end: int, *, progress: bool, checkpoint_path) -> History:
         c, start, t_wall = self.config, self.start, time.perf_counter()
         starts = batch_starts(len(self.train_tokens), end, c.batch_size, self.seq_len, seed=c.seed).to(self.device)
+        starts = starts[:, self.rows]  # every rank drew the same global batches; each takes its own rows
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(c.seed)  # dropout's randomness, seeded here, restored after
             self._restore_rng()
@@ -282,7 +319,8 @@ class _Run:
                 self.evaluate(step)
             t0 = time.perf_counter()
             x, y = gather_windows(self.train_tokens, starts[step], self.seq_len)
-            losses.put(step - start, self.step_fn(x, y), start, bar, last=step == end - 1)
+            loss = all_reduce_mean(self.step_fn(x, y), self.dist)  # the mean over the global batch
+            losses.put(step - start, loss, start, bar, last=step == end - 1)
             losses.seconds += time.perf_counter() - t0
             if checkpoint_path and c.checkpoint_every and (step + 1) % c.checkpoint_every == 0 and step + 1 < end:
                 losses.flush(step + 1 - start)
@@ -341,7 +379,19 @@ def batch_starts(n_tokens: int, steps: int, batch_size: int, seq_len: int, *, se
     return random_starts(n_tokens, steps * batch_size, seq_len, generator=g).view(steps, batch_size)
 
 
-def _check_resume_config(saved: dict | None, config: TrainConfig, path) -> None:
+def per_process_batch(config: TrainConfig, world_size: int) -> int:
+    """Rows of each global batch that one of ``world_size`` processes trains on (it splits them further
+    into ``config.grad_accum`` micro-batches); a batch that does not split evenly is an error."""
+    n = world_size * config.grad_accum
+    if config.batch_size % n:
+        fit = max(n, round(config.batch_size / n) * n)
+        raise ValueError(f"the global batch_size={config.batch_size} does not split over {world_size} process(es) x "
+                         f"grad_accum={config.grad_accum} = {n} equal micro-batches; use a batch size that is a multiple "
+                         f"of {n} (e.g. {fit}), or change grad_accum or the number of processes")
+    return config.batch_size // world_size
+
+
+def check_resume_settings(saved: dict | None, config: "TrainConfig", path) -> None:
     """A resumed run keeps the settings that decide its batches; lr and weight decay may change (and are recorded)."""
     if saved is None:  # a checkpoint written before TrainConfig existed
         return

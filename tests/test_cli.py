@@ -144,3 +144,16 @@ def test_an_existing_run_is_not_replaced_without_resume_or_overwrite(tmp_path, c
     assert (run / "checkpoint.pt").read_bytes() == before
     assert main([*args, "--overwrite", "--seed", "2"]) == 0
     assert (run / "checkpoint.pt").read_bytes() != before
+
+
+def test_resume_with_another_seed_is_one_line_and_a_new_lr_is_recorded(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["--preset", "tiny", "--eval-every", "100", "--out", str(run), *FAST]
+    assert main([*args, "--steps", "2"]) == 0
+    capsys.readouterr()
+    assert main([*args, "--resume", str(run / "checkpoint.pt"), "--steps", "3", "--seed", "5"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot resume") and "seed: checkpoint 1337 vs now 5" in err and err.count("\n") == 1
+    assert main([*args, "--resume", str(run / "checkpoint.pt"), "--steps", "3", "--lr", "0.0005"]) == 0
+    assert metrics(run)["train_config"]["lr"] == 0.0005
+    assert read_checkpoint(run / "checkpoint.pt")["train_config"]["lr"] == 0.0005
