@@ -7,10 +7,11 @@ optimizer step (through the gradient scaler). Also the two small context helpers
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Callable, Iterator
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -56,6 +57,10 @@ class TrainStep:
     - ``grad_clip``: clip the global gradient norm to this value (None: no clipping).
     - ``loss_chunk``: rows per chunk of the fp32 loss (see `loss_chunk_for`); ``compile``: torch.compile the loss.
     - ``loss_fn``: use this ``(x, y) -> loss`` instead of ``model.loss`` (the benchmark's HuggingFace model).
+    - ``grad_accum``: split the batch into this many micro-batches of B / grad_accum rows, backward each,
+      then make one update: the gradients (and the returned loss) of the whole batch, in less memory.
+    - ``ddp``: `gpt_lesson.distributed.ddp_loss` around ``model``: the loss is computed through it, and its
+      gradient all-reduce runs once per step, after the last micro-batch.
     """
 
     def __init__(
@@ -68,12 +73,19 @@ class TrainStep:
         loss_chunk: int = 0,
         compile: bool = False,
         loss_fn: LossFn | None = None,
+        grad_accum: int = 1,
+        ddp: DistributedDataParallel | None = None,
     ) -> None:
+        if not (isinstance(grad_accum, int) and not isinstance(grad_accum, bool) and grad_accum >= 1):
+            raise ValueError(f"grad_accum must be a positive integer (micro-batches per step), got {grad_accum!r}")
+        if ddp is not None and loss_fn is not None:
+            raise ValueError("give loss_fn or ddp, not both: with ddp the loss is ddp(x, y)")
         self.model, self.optimizer, self.dtype, self.grad_clip = model, optimizer, dtype, grad_clip
+        self.grad_accum, self.ddp = grad_accum, ddp
         self.device_type = next(model.parameters()).device.type
         self.scaler = torch.amp.GradScaler(self.device_type, enabled=dtype == torch.float16)
         self.chunk = loss_chunk_for(loss_chunk, dtype)
-        fn = loss_fn if loss_fn is not None else model.loss
+        fn = ddp if ddp is not None else loss_fn if loss_fn is not None else model.loss
         self.loss_fn = torch.compile(fn) if compile else fn
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -82,12 +94,25 @@ class TrainStep:
             return self.loss_fn(x, y, chunk=self.chunk) if self.chunk else self.loss_fn(x, y)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        loss = self.loss(x, y)
+        k = self.grad_accum
+        if x.size(0) % k:
+            raise ValueError(f"a batch of {x.size(0)} rows does not split into grad_accum={k} equal micro-batches; "
+                             f"use a batch size that is a multiple of {k}")
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        loss = torch.zeros((), device=x.device)
+        for i, (xm, ym) in enumerate(zip(x.split(x.size(0) // k), y.split(y.size(0) // k))):
+            # Each micro-loss is scaled by 1/k: the summed gradients are those of the mean loss over the batch.
+            with self._sync_gradients(i == k - 1):
+                micro = self.loss(xm, ym) / k
+                self.scaler.scale(micro).backward()
+            loss += micro.detach()
         if self.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return loss.detach()
+        return loss
+
+    def _sync_gradients(self, last: bool):
+        """DDP all-reduces the gradients in the backward of the last micro-batch only (``no_sync`` before it)."""
+        return self.ddp.no_sync() if self.ddp is not None and not last else nullcontext()
