@@ -558,3 +558,8 @@ def test_token_ids_outside_the_vocabulary_fail_before_training(data):
         train(build(), bad, steps=1, **RUN)
     with pytest.raises(ValueError, match="test_tokens"):
         train(build(), data[0], -data[1], steps=1, **RUN)
+
+
+def test_evaluate_refuses_zero_batches(data):
+    with pytest.raises(ValueError, match="n_batches must be >= 1"):
+        evaluate(build(), data[1], batch_size=2, seq_len=8, n_batches=0)
