@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -19,16 +20,18 @@ import torch
 
 from .book import BookError, clean_text, load_book
 from .checkpoints import read_checkpoint
-from .device import describe_runtime, pick_device
+from .device import describe_runtime
+from .distributed import DistContext, barrier, process_group
 from .generation import LESSON_PROMPT, generate
 from .model import GPTConfig, Model5
 from .presets import PRESETS, choose_preset, preset, train_config
 from .split import tail_split
 from .tokens import encode
-from .training import History, TrainConfig, TrainingInterrupted, check_resume_settings, train
+from .training import History, TrainConfig, TrainingInterrupted, check_resume_settings, per_process_batch, train
 
 # argparse destinations that are TrainConfig fields; None (not given) keeps the preset's or checkpoint's value.
-_TRAIN_ARGS = ("steps", "batch_size", "seq_len", "lr", "weight_decay", "eval_every", "eval_batches", "grad_clip",
+_TRAIN_ARGS = ("steps", "batch_size", "grad_accum", "seq_len", "lr", "weight_decay", "eval_every", "eval_batches",
+               "grad_clip",
                "seed", "compile", "checkpoint_every")
 
 
@@ -41,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model size and its training settings; auto = model5 on a GPU, cpu on a CPU (default: auto)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--steps", type=int, help="random batches to train on (default: 500)")
-    p.add_argument("--batch-size", type=int, help="default: the preset's (16 for model5)")
+    p.add_argument("--batch-size", type=int,
+                   help="the global batch, over all processes (default: the preset's, 16 for model5)")
+    p.add_argument("--grad-accum", type=int,
+                   help="micro-batches per step and process: the same losses in less memory (default: 1)")
     p.add_argument("--seq-len", type=int, help="default: the preset's (256 for model5)")
     p.add_argument("--lr", type=float, help="AdamW learning rate (default: 1e-3)")
     p.add_argument("--weight-decay", type=float, help="default: 0.01")
@@ -72,11 +78,13 @@ class Plan:
     model: GPTConfig
     train: TrainConfig
     out: Path
+    dist: DistContext  # this process's place in a torchrun job (one process without torchrun)
 
 
 def plan(args: argparse.Namespace) -> Plan:
     """Check every argument and decide the configs; raise ValueError/RuntimeError/FileNotFoundError if one is bad."""
-    device = pick_device(args.device)
+    dist = DistContext.from_env(args.device)
+    device = dist.device
     if args.resume:
         ckpt = read_checkpoint(args.resume)
         model_cfg, name, why = GPTConfig.from_dict(ckpt["config"]), "checkpoint", f"config read from {args.resume}"
@@ -88,6 +96,7 @@ def plan(args: argparse.Namespace) -> Plan:
     given = {k: getattr(args, k) for k in _TRAIN_ARGS if getattr(args, k) is not None}
     tc = base.with_overrides(**given)
     tc.seq_len_for(model_cfg)
+    per_process_batch(tc, dist.world_size)
     if args.resume:
         check_resume_settings(ckpt.get("train_config"), tc, args.resume)
     if args.resume and ckpt["step"] > tc.steps:
@@ -96,7 +105,7 @@ def plan(args: argparse.Namespace) -> Plan:
         raise ValueError(f"--sample-tokens must be >= 0, got {args.sample_tokens}")
     out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     _check_out(out, resuming=bool(args.resume), overwrite=args.overwrite)
-    return Plan(device, name, why, model_cfg, tc, out)
+    return Plan(device, name, why, model_cfg, tc, out, dist)
 
 
 def _check_out(out: Path, *, resuming: bool, overwrite: bool) -> None:
@@ -114,39 +123,86 @@ def main(argv: list[str] | None = None) -> int:
     try:
         p = plan(args)
     except (ValueError, RuntimeError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        if not _other_rank():  # every rank finds the same bad input: rank 0 says it
+            print(f"error: {e}", file=sys.stderr)
         return 2
-    print(describe_runtime(p.device))
-    print(f"preset: {p.name} ({p.why})")
+    if not p.dist.distributed:
+        return _run(args, p)
     try:
-        book = load_book(args.book, offline=True if args.offline else None)
+        with process_group(p.dist):
+            return _run(args, p)
+    except Exception as e:  # this rank failed, or lost a rank that did: one line, the group closed, a non-zero exit
+        print(f"error on rank {p.dist.rank} of {p.dist.world_size}: {_one_line(e)}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace, p: Plan) -> int:
+    """The run itself, on every rank; rank 0 alone prints, samples and writes the run folder."""
+    main_rank = p.dist.is_main
+    say = print if main_rank else _silent
+    say(describe_runtime(p.device))
+    if p.dist.distributed:
+        say(f"torchrun: {p.dist.world_size} processes ({p.dist.backend}), each on its own rows of every batch")
+    say(f"preset: {p.name} ({p.why})")
+    if not main_rank:
+        barrier(p.dist)  # rank 0 loads the book first: one download into the cache, not one per rank
+    try:
+        book = load_book(args.book, offline=True if args.offline else None, verbose=main_rank)
     except (BookError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if main_rank:
+        barrier(p.dist)
     text = book.text if args.raw else clean_text(book.text)
     tokens = encode(text)
     train_tokens, test_tokens = tail_split(tokens, 0.9)
-    print(f"book: {len(text):,} characters from {book.source}; {len(tokens):,} tokens "
-          f"({len(train_tokens):,} train / {len(test_tokens):,} test)")
+    say(f"book: {len(text):,} characters from {book.source}; {len(tokens):,} tokens "
+        f"({len(train_tokens):,} train / {len(test_tokens):,} test)")
     torch.manual_seed(p.train.seed)  # the model's initial weights
     model = Model5(p.model).to(p.device)
     seq_len = p.train.seq_len_for(p.model)
-    print(f"model: {model.num_params():,} parameters; batches of {p.train.batch_size}x{seq_len}; {p.train.steps} steps")
-    p.out.mkdir(parents=True, exist_ok=True)
-    before = "" if args.resume else _sample(model, args, p.train.seed)
+    say(f"model: {model.num_params():,} parameters; batches of {p.train.batch_size}x{seq_len}{_split(p)}; "
+        f"{p.train.steps} steps")
+    if main_rank:
+        p.out.mkdir(parents=True, exist_ok=True)
+    before = "" if args.resume or not main_rank else _sample(model, args, p.train.seed)
     if before:
         print("\n--- before training ---\n" + before + "\n")
     try:
-        history = train(model, train_tokens, test_tokens, p.train, device=p.device, progress=not args.no_progress,
-                        checkpoint_path=p.out / "checkpoint.pt", resume_from=args.resume)
+        history = train(model, train_tokens, test_tokens, p.train, device=p.device, dist=p.dist,
+                        progress=not args.no_progress, checkpoint_path=p.out / "checkpoint.pt", resume_from=args.resume)
     except TrainingInterrupted as e:
         hint = f"; continue with: python -m gpt_lesson --resume {e.checkpoint}" if e.step > 0 else ""
-        print(f"\ninterrupted at step {e.step}{hint}", file=sys.stderr)
+        say(f"\ninterrupted at step {e.step}{hint}", file=sys.stderr)
         return 130
+    if not main_rank:
+        return 0
     after = _sample(model, args, p.train.seed)
     print("\n--- after training ---\n" + after + "\n")
     _write_run(p, history, before, after, {"book_source": book.source, "n_tokens": len(tokens)})
     return 0
+
+
+def _silent(*args, **kwargs) -> None:
+    pass
+
+
+def _other_rank() -> bool:
+    """True in a torchrun process other than rank 0 (read before the context exists: it may be what failed)."""
+    rank = os.environ.get("RANK", "0")
+    return rank.isdigit() and int(rank) > 0
+
+
+def _split(p: Plan) -> str:
+    """How one batch is shared: '' for one process without accumulation."""
+    n, k = p.dist.world_size, p.train.grad_accum
+    parts = ([f"{n} processes"] if n > 1 else []) + ([f"{k} micro-batches"] if k > 1 else [])
+    return " = " + " x ".join([*parts, f"{p.train.batch_size // (n * k)} rows"]) if parts else ""
+
+
+def _one_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0][:400] if lines else ''}"
 
 
 def _sample(model: Model5, args: argparse.Namespace, seed: int) -> str:
@@ -164,7 +220,7 @@ def _write_run(p: Plan, history: History, before: str, after: str, data: dict) -
     seq_len = p.train.seq_len_for(p.model)
     metrics = {
         "preset": p.name, "config": p.model.to_dict(), "train_config": p.train.to_dict(), "device": str(p.device),
-        "steps": p.train.steps, "batch_size": p.train.batch_size, "seq_len": seq_len, **data,
+        "world_size": p.dist.world_size, "steps": p.train.steps, "batch_size": p.train.batch_size, "seq_len": seq_len, **data,
         "history": history.to_dict(),
     }
     (p.out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False), encoding="utf-8")

@@ -55,7 +55,8 @@ class DistContext:
         return "nccl" if self.device.type == "cuda" else "gloo"
 
     @classmethod
-    def from_env(cls, device: str | torch.device | None = "auto", environ: Mapping[str, str] | None = None) -> "DistContext":
+    def from_env(cls, device: str | torch.device | None = "auto",
+                 environ: Mapping[str, str] | None = None) -> "DistContext":
         """This process's context, from torchrun's variables; one process on ``device`` when they are absent.
 
         Under torchrun, ``auto`` and ``cuda`` mean ``cuda:LOCAL_RANK`` (one GPU per process); ``cpu`` runs
@@ -75,8 +76,9 @@ def env_ranks(environ: Mapping[str, str]) -> tuple[int, int, int] | None:
         return None
     missing = [k for k, v in given.items() if v is None]
     if missing:
-        raise RuntimeError(f"{', '.join(missing)} missing from the environment while {', '.join(k for k in _ENV if k not in missing)} "
-                           "is set: start the processes with torchrun, or unset these variables for one process")
+        present = ", ".join(k for k in _ENV if k not in missing)
+        raise RuntimeError(f"{', '.join(missing)} missing from the environment while {present} is set: start the "
+                           "processes with torchrun, or unset these variables for one process")
     try:
         rank, world_size, local_rank = (int(given[k]) for k in _ENV)
     except ValueError:
@@ -113,8 +115,7 @@ def process_group(ctx: DistContext, timeout: timedelta | None = None) -> Iterato
         return
     if ctx.device.type == "cuda":
         torch.cuda.set_device(ctx.device)
-    tdist.init_process_group(ctx.backend, rank=ctx.rank, world_size=ctx.world_size,
-                             timeout=timeout or DEFAULT_TIMEOUT, device_id=ctx.device if ctx.device.type == "cuda" else None)
+    tdist.init_process_group(ctx.backend, rank=ctx.rank, world_size=ctx.world_size, timeout=timeout or DEFAULT_TIMEOUT)
     try:
         yield ctx
     finally:
@@ -141,7 +142,7 @@ def all_reduce_mean(t: torch.Tensor, ctx: DistContext | None) -> torch.Tensor:
 def barrier(ctx: DistContext | None) -> None:
     """Wait until every rank got here (nothing to wait for in one process)."""
     if ctx is not None and ctx.distributed:
-        tdist.barrier()
+        tdist.barrier(device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
 
 
 class LossModule(torch.nn.Module):
@@ -161,4 +162,4 @@ def ddp_loss(model: torch.nn.Module, ctx: DistContext) -> DistributedDataParalle
     backward leaves in every rank the gradients averaged over all ranks. Rank 0's weights are copied to
     the others here, so every rank starts from the same model."""
     ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-    return DistributedDataParallel(LossModule(model), device_ids=ids, broadcast_buffers=False)
+    return DistributedDataParallel(LossModule(model), device_ids=ids)
