@@ -5,11 +5,11 @@ book (01) -> tokens (02) -> split (03) -> batches (04) -> model, presets, device
 -> training, step, checkpoints (06) -> generation (07). Plots (matplotlib) load only when first used.
 """
 
-from .batches import WindowDataset, coverage, epoch_loader, gather_windows, loop_batch, random_batch, random_starts
+from .batches import (SAMPLERS, WindowDataset, batch_starts, coverage, epoch_loader, epoch_windows, gather_windows,
+                      loop_batch, random_batch, random_starts)
 from .book import Book, BookError, clean_text, load_book, validate_book
 from .checkpoints import NonFiniteWeights, checkpoint_config, load_checkpoint, read_checkpoint, save_checkpoint
 from .device import autocast_dtype, describe_runtime, in_colab, pick_device
-from .distributed import DistContext, all_reduce_mean, all_reduce_sum, barrier, ddp_loss, process_group
 from .generation import LESSON_PROMPT, generate, generate_tokens
 from .model import GPTConfig, KVCache, Model5, forward_flops, load_gpt2_state_dict
 from .presets import PRESETS, Preset, choose_preset, preset, train_config

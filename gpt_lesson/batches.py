@@ -154,3 +154,83 @@ def coverage(starts: torch.Tensor, seq_len: int, n_tokens: int) -> torch.Tensor:
     delta.index_add_(0, starts, torch.ones_like(starts))
     delta.index_add_(0, starts + seq_len, -torch.ones_like(starts))
     return delta.cumsum(0)[:n_tokens]
+
+
+# ---- The start table of a whole run, for each sampler --------------------------------------------------------
+
+SAMPLERS = ("random", "epoch", "without_replacement")
+
+
+def check_allowed(allowed: torch.Tensor, n_tokens: int, seq_len: int) -> None:
+    """``allowed`` must be a non-empty 1-D integer tensor of valid starts 0 … n_tokens - seq_len - 1."""
+    if allowed.dim() != 1 or len(allowed) == 0 or allowed.is_floating_point():
+        raise ValueError(f"allowed must be a non-empty 1-D integer tensor of start positions, got "
+                         f"shape {tuple(allowed.shape)}, dtype {allowed.dtype}")
+    last = n_tokens - seq_len - 1
+    if allowed.min() < 0 or allowed.max() > last:
+        raise ValueError(f"allowed starts must lie in 0 … {last} (n_tokens={n_tokens}, seq_len={seq_len}); got "
+                         f"{allowed.min().item()} … {allowed.max().item()}. Pass starts into the same token vector.")
+
+
+def epoch_windows(n_tokens: int, seq_len: int, *, allowed: torch.Tensor | None = None) -> torch.Tensor:
+    """(W,) int64 starts of non-overlapping windows: the classic dataset's items.
+
+    Without ``allowed``: 0, T, 2T, … (`WindowDataset`'s windows). With ``allowed``: every T-th start of each
+    run of consecutive allowed starts (for a `BlockSplit`, the windows of each training range).
+    """
+    _check_sizes(n_tokens, 1, seq_len)
+    if allowed is None:
+        return torch.arange(0, n_tokens - seq_len, seq_len)
+    check_allowed(allowed, n_tokens, seq_len)
+    s = allowed.long().cpu().unique()  # sorted
+    new_run = torch.ones(len(s), dtype=torch.bool)
+    new_run[1:] = s[1:] != s[:-1] + 1
+    run_first = s[new_run][new_run.long().cumsum(0) - 1]  # (len(s),) the first start of each start's run
+    return s[(s - run_first) % seq_len == 0]
+
+
+def _permutation_stream(items: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """(n,) items in epochs: a fresh random permutation of all of them, one after another."""
+    if n == 0:
+        return items[:0]
+    k = -(-n // len(items))  # epochs needed
+    return torch.cat([items[torch.randperm(len(items), generator=generator)] for _ in range(k)])[:n]
+
+
+def batch_starts(
+    n_tokens: int,
+    steps: int,
+    batch_size: int,
+    seq_len: int,
+    *,
+    seed: int,
+    sampler: str = "random",
+    allowed: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """(steps, B) int64: the start positions of every step's batch, drawn up front on the CPU from ``seed``.
+
+    - ``"random"`` (the lesson's): each start uniform over the valid (or ``allowed``) starts, with replacement;
+      row s is what `random_starts` draws at its s-th call from a generator seeded with ``seed``.
+    - ``"epoch"`` (a shuffled DataLoader): the non-overlapping windows of `epoch_windows`, each exactly once
+      per epoch, in a new order every epoch.
+    - ``"without_replacement"``: random starts, none repeated within an epoch, an epoch being every valid
+      (or ``allowed``) start once.
+
+    For the last two, the batches cut one stream of epochs into rows of B, so a batch may hold the end of one
+    epoch and the start of the next. Draws are sequential, so a longer run begins with the batches of a shorter
+    one, and a resumed run redraws exactly the batches of an unbroken one.
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {', '.join(map(repr, SAMPLERS))}, got {sampler!r}")
+    _check_sizes(n_tokens, batch_size, seq_len)
+    if allowed is not None:
+        check_allowed(allowed, n_tokens, seq_len)
+        allowed = allowed.long().cpu()
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    if sampler == "random":
+        return random_starts(n_tokens, steps * batch_size, seq_len, generator=g, allowed=allowed).view(steps, batch_size)
+    if sampler == "epoch":
+        items = epoch_windows(n_tokens, seq_len, allowed=allowed)
+    else:
+        items = torch.arange(n_tokens - seq_len) if allowed is None else allowed.unique()
+    return _permutation_stream(items, steps * batch_size, g).view(steps, batch_size)

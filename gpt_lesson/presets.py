@@ -2,6 +2,7 @@
 
 - ``model5``: the lesson's GPT-2 small (124M parameters, context 256), batches of 16×256.
 - ``cpu``: sized so the lesson's 500 batches train in minutes on a 2-core CPU (docs/performance.md).
+- ``experiment``: notebook 08's short runs (`gpt_lesson.experiments`), with the corpus's own vocabulary.
 - ``tiny``: for tests.
 
 Both training presets use GPT-2's init: with PyTorch's default N(0, 1) embeddings, tied to the head, the
@@ -34,6 +35,12 @@ PRESETS: dict[str, Preset] = {
     "cpu": Preset(
         GPTConfig(context_length=128, n_layer=4, n_head=6, n_embd=192, gpt2_init=True),
         TrainConfig(batch_size=8, seq_len=128, loss_chunk=1024),
+    ),
+    # Notebook 08's many short runs: ~0.7M parameters once the vocabulary is the corpus's own tokens
+    # (`gpt_lesson.experiments.Vocab`, ~10k for Gulliver); most of the time goes into the V×64 head.
+    "experiment": Preset(
+        GPTConfig(context_length=64, n_layer=2, n_head=4, n_embd=64, gpt2_init=True),
+        TrainConfig(batch_size=16, seq_len=64, loss_chunk=256),
     ),
     "tiny": Preset(GPTConfig(context_length=32, n_layer=2, n_head=2, n_embd=32), TrainConfig(batch_size=4, seq_len=32)),
 }

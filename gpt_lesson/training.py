@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 import torch
 from tqdm.auto import tqdm
 
-from .batches import gather_windows, random_batch, random_starts
+from .batches import SAMPLERS, batch_starts, gather_windows, random_batch, random_starts
 from .checkpoints import load_checkpoint, save_checkpoint
 from .device import autocast_dtype
 from .distributed import DistContext, all_reduce_mean, all_reduce_sum, ddp_loss
@@ -43,7 +43,7 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 _POSITIVE_INTS = ("steps", "batch_size", "grad_accum", "eval_every", "eval_batches")
 # Settings that decide which batches a run sees: a resumed run must keep them.
-_FIXED_ON_RESUME = ("seed", "batch_size", "seq_len", "eval_batches")
+_FIXED_ON_RESUME = ("seed", "batch_size", "seq_len", "eval_batches", "sampler")
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,7 @@ class TrainConfig:
     fused: bool = True  # AdamW's fused kernel where PyTorch has it
     loss_chunk: int = 0  # fp32 only: head + loss this many rows at a time (`gpt_lesson.step.loss_chunk_for`)
     checkpoint_every: int | None = None  # also save every this many steps (with a checkpoint path)
+    sampler: str = "random"  # the lesson's; or "epoch", "without_replacement" (`gpt_lesson.batches.batch_starts`)
 
     def __post_init__(self) -> None:
         for name in _POSITIVE_INTS:
@@ -82,6 +83,7 @@ class TrainConfig:
         _require("seed", self.seed, _is_int(self.seed) and self.seed >= 0, "an integer >= 0")
         for name in ("amp", "compile", "fused"):
             _require(name, getattr(self, name), isinstance(getattr(self, name), bool), "True or False")
+        _require("sampler", self.sampler, self.sampler in SAMPLERS, f"one of {', '.join(map(repr, SAMPLERS))}")
 
     def seq_len_for(self, model_config: GPTConfig) -> int:
         """The window length this run uses with a model of ``model_config``; past its context is an error."""
@@ -181,7 +183,7 @@ def evaluate(
     rank, world_size = (dist.rank, dist.world_size) if dist is not None and dist.distributed else (0, 1)
     with eval_mode(model):
         for i in range(n_batches):
-            if i % world_size != rank:  # another rank's batch: drawn all the same, so g stays in step
+            if i % world_size != rank:  # another rank's batch: draw its starts all the same, to keep the generator in step
                 random_starts(len(tokens), batch_size, seq_len, generator=g, allowed=allowed)
                 continue
             x, y = random_batch(tokens, batch_size, seq_len, generator=g, device=device, allowed=allowed)
@@ -202,6 +204,7 @@ def train(
     checkpoint_path: str | os.PathLike | None = None,
     resume_from: str | os.PathLike | None = None,
     stop_after: int | None = None,
+    allowed: torch.Tensor | None = None,
     dist: DistContext | None = None,
     **overrides,
 ) -> History:
@@ -214,6 +217,8 @@ def train(
     - ``resume_from``: a checkpoint of this model's config; the run continues from its step with the
       same batches, so a resumed run gives the losses of an unbroken one.
     - ``stop_after``: leave after this many steps of this call (an interruption you can resume from).
+    - ``allowed``: the starts into ``train_tokens`` that batches may use (a block split's
+      ``split.starts("train", T)``); None: every start. ``config.sampler`` draws from them.
     - ``dist``: this process's place in a torchrun job (`gpt_lesson.distributed`, group opened): it trains on
       its rows of every global batch with DDP, on ``dist.device``; only rank 0 shows progress and saves.
     """
@@ -225,8 +230,7 @@ def train(
     dist = dist if dist is not None else DistContext(torch.device("cpu"))
     per_process_batch(config, dist.world_size)
     if dist.distributed and device is not None and torch.device(device) != dist.device:
-        raise ValueError(f"device={device} differs from this rank's device {dist.device}; "
-                         "leave device out under torchrun")
+        raise ValueError(f"device={device} differs from this rank's device {dist.device}; leave device out under torchrun")
     if dist.distributed:
         device = dist.device
     else:
@@ -241,6 +245,7 @@ def train(
                         compile=config.compile, grad_accum=config.grad_accum,
                         ddp=ddp_loss(model, dist) if dist.distributed else None)
     run = _Run(model, config, seq_len, step_fn, device, train_tokens, test_tokens, dist)
+    run.allowed = allowed
     if resume_from is not None:
         run.resume(resume_from)
     end = config.steps if stop_after is None else min(config.steps, run.start + stop_after)
@@ -260,6 +265,7 @@ class _Run:
         self.train_tokens = train_tokens.to(device, torch.long)
         self.test_tokens = test_tokens.to(device) if test_tokens is not None else None
         self.history, self.start, self.rng = History(), 0, None
+        self.allowed: torch.Tensor | None = None  # train's allowed starts (None: every start)
 
     def resume(self, path) -> None:
         ckpt = load_checkpoint(path, self.model, self.step_fn.optimizer, map_location=self.device)
@@ -291,7 +297,8 @@ class _Run:
 
     def steps_to(self, end: int, *, progress: bool, checkpoint_path) -> History:
         c, start, t_wall = self.config, self.start, time.perf_counter()
-        starts = batch_starts(len(self.train_tokens), end, c.batch_size, self.seq_len, seed=c.seed).to(self.device)
+        starts = batch_starts(len(self.train_tokens), end, c.batch_size, self.seq_len, seed=c.seed, sampler=c.sampler,
+                              allowed=self.allowed).to(self.device)
         starts = starts[:, self.rows]  # every rank drew the same global batches; each takes its own rows
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(c.seed)  # dropout's randomness, seeded here, restored after
@@ -370,16 +377,6 @@ class _LossBuffer:
         self.done, self.seconds = upto, 0.0
 
 
-def batch_starts(n_tokens: int, steps: int, batch_size: int, seq_len: int, *, seed: int) -> torch.Tensor:
-    """(steps, B) int64: the start positions of every step's batch, drawn on the CPU from ``seed``.
-
-    Row s is what ``random_starts`` draws at its s-th call from a generator seeded with ``seed`` (the
-    draws are sequential), so a longer run begins with the batches of a shorter one.
-    """
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    return random_starts(n_tokens, steps * batch_size, seq_len, generator=g).view(steps, batch_size)
-
-
 def per_process_batch(config: TrainConfig, world_size: int) -> int:
     """Rows of each global batch that one of ``world_size`` processes trains on (it splits them further
     into ``config.grad_accum`` micro-batches); a batch that does not split evenly is an error."""
@@ -396,6 +393,7 @@ def check_resume_settings(saved: dict | None, config: "TrainConfig", path) -> No
     """A resumed run keeps the settings that decide its batches; lr and weight decay may change (and are recorded)."""
     if saved is None:  # a checkpoint written before TrainConfig existed
         return
+    saved = {"sampler": "random", **saved}  # checkpoints from before the sampler choice drew random batches
     diff = {k: (saved.get(k), getattr(config, k)) for k in _FIXED_ON_RESUME if saved.get(k) != getattr(config, k)}
     if diff:
         detail = ", ".join(f"{k}: checkpoint {a} vs now {b}" for k, (a, b) in diff.items())
