@@ -13,7 +13,7 @@ The named sizes (presets) are in `gpt_lesson.presets`, the chunked loss in `gpt_
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn as nn
@@ -39,6 +39,9 @@ class GPTConfig:
     gpt2_init: bool = False  # Linear and Embedding ~ N(0, 0.02), zero biases; else PyTorch's defaults
     scale_logits: bool = False  # the course's logits / sqrt(n_embd)
     log_softmax_output: bool = False  # forward returns log-probabilities instead of logits
+    # GPT-2's own choices, off by default (the course's Model 5 does not make them):
+    gelu_approximate: str = "none"  # "tanh": GPT-2's GELU ("gelu_new"); "none": the exact erf GELU
+    scaled_residual_init: bool = False  # with gpt2_init: residual projections ~ N(0, 0.02 / sqrt(2 * n_layer))
     # A speed option (measured in docs/performance.md); it does not change what the model computes.
     vocab_multiple: int = 1  # pad the embedding / head rows up to a multiple of this (e.g. 64)
 
@@ -53,6 +56,10 @@ class GPTConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.gelu_approximate not in ("none", "tanh"):
+            raise ValueError(f"gelu_approximate must be 'none' (exact GELU) or 'tanh' (GPT-2's), got {self.gelu_approximate!r}")
+        if self.scaled_residual_init and not self.gpt2_init:
+            raise ValueError("scaled_residual_init scales GPT-2's init; it needs gpt2_init=True")
 
     @property
     def padded_vocab(self) -> int:
@@ -119,9 +126,11 @@ class MLP(nn.Module):
         self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd)
         self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd)
         self.drop = nn.Dropout(cfg.dropout)
+        self.approximate = cfg.gelu_approximate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.c_proj(F.gelu(self.c_fc(x))))  # exact (erf) GELU, as the course
+        # exact (erf) GELU as the course by default; "tanh" is GPT-2's approximation
+        return self.drop(self.c_proj(F.gelu(self.c_fc(x), approximate=self.approximate)))
 
 
 class Block(nn.Module):
@@ -159,6 +168,11 @@ class Model5(nn.Module):
         self.lm_head.weight = self.transformer.wte.weight  # tied: one Parameter, counted once
         if config.gpt2_init:
             self.apply(_gpt2_init)
+        if config.scaled_residual_init:  # GPT-2: each block adds two branches to the residual stream
+            std = 0.02 / math.sqrt(2 * config.n_layer)
+            for block in self.transformer.h:
+                nn.init.normal_(block.attn.c_proj.weight, mean=0.0, std=std)
+                nn.init.normal_(block.mlp.c_proj.weight, mean=0.0, std=std)
 
     def num_params(self, include_position: bool = True) -> int:
         """Parameters counted once each (the tied head is the token embedding)."""

@@ -11,18 +11,42 @@ import torch
 from matplotlib.figure import Figure
 
 
-def plot_losses(history, *, log_scale: bool = False, title: str = "Model 5 on Gulliver's Travels", ax=None) -> Figure:
-    """Train loss at every step and test loss at each evaluation, on one set of axes."""
+def plot_losses(
+    history,
+    *,
+    log_scale: bool = False,
+    title: str = "Model 5 on Gulliver's Travels",
+    baselines: dict[str, float] | None = None,
+    tokens_per_step: int | None = None,
+    epoch_tokens: int | None = None,
+    ax=None,
+) -> Figure:
+    """Train loss at every step and test loss at each evaluation, on one set of axes.
+
+    ``baselines``: label -> loss, each drawn as a dashed horizontal line (e.g. ln V for a uniform guess).
+    ``tokens_per_step`` and ``epoch_tokens`` (both or neither): a second x axis on top, in epochs, i.e.
+    tokens seen (step x tokens per step) over the number of training tokens.
+    """
+    if (tokens_per_step is None) != (epoch_tokens is None):
+        raise ValueError("give both tokens_per_step and epoch_tokens for the epoch axis, or neither")
+    if tokens_per_step is not None and (tokens_per_step <= 0 or epoch_tokens <= 0):
+        raise ValueError(f"tokens_per_step and epoch_tokens must be positive, got {tokens_per_step}, {epoch_tokens}")
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(8, 4))
     ax.plot(range(len(history.train_loss)), history.train_loss, lw=1, alpha=0.8, label="train (each batch)")
     if history.test_loss:
         ax.plot(history.eval_steps, history.test_loss, "o-", lw=2, label="test (mean of several batches)")
+    for (label, value), color in zip((baselines or {}).items(), ["tab:gray", "tab:purple", "tab:brown", "tab:olive"] * 4):
+        ax.axhline(value, ls="--", lw=1, color=color, label=f"{label}: {value:.2f}")
     ax.set_xlabel("step (random batch)")
-    ax.set_ylabel("cross-entropy loss")
+    ax.set_ylabel("cross-entropy loss (nats/token)")
     if log_scale:
         ax.set_yscale("log")
+    if tokens_per_step is not None:
+        per_step = tokens_per_step / epoch_tokens
+        top = ax.secondary_xaxis("top", functions=(lambda s: s * per_step, lambda e: e / per_step))
+        top.set_xlabel("epochs: tokens seen / training tokens")
     ax.set_title(title)
-    ax.legend()
+    ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

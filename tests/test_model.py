@@ -322,11 +322,11 @@ def test_preset_overrides_and_config_round_trip():
 # ---- GPT-2 weights -----------------------------------------------------------------------------
 
 
-def _hf_gpt2(cfg: GPTConfig, seed: int = 0):
+def _hf_gpt2(cfg: GPTConfig, seed: int = 0, activation: str = "gelu"):
     transformers = pytest.importorskip("transformers", reason="transformers is needed for the GPT-2 parity test")
     hf_cfg = transformers.GPT2Config(
         n_positions=cfg.context_length, n_embd=cfg.n_embd, n_layer=cfg.n_layer, n_head=cfg.n_head,
-        vocab_size=cfg.vocab_size, activation_function="gelu", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        vocab_size=cfg.vocab_size, activation_function=activation, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
         layer_norm_epsilon=1e-5, tie_word_embeddings=True, bos_token_id=0, eos_token_id=0,
     )
     torch.manual_seed(seed)
@@ -346,6 +346,40 @@ def test_gpt2_weights_give_the_same_logits_as_transformers():
         out = model(x)
     assert ref.abs().max() > 1  # the weights are not trivially small
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-4)
+
+
+def test_tanh_gelu_gives_the_logits_of_real_gpt2s_activation():
+    """Real GPT-2 uses the tanh GELU ("gelu_new"): with gelu_approximate="tanh" the logits match exactly;
+    the exact GELU (the default) does not."""
+    hf = _hf_gpt2(SMALL, seed=2, activation="gelu_new")
+    tanh = load_gpt2_state_dict(build(GPTConfig(**{**SMALL.to_dict(), "gelu_approximate": "tanh"})), hf.state_dict())
+    exact = load_gpt2_state_dict(build(SMALL), hf.state_dict())
+    x = tokens((2, 16), 97, 24)
+    with torch.no_grad():
+        ref = hf(x).logits
+        torch.testing.assert_close(tanh.eval()(x), ref, rtol=0, atol=1e-4)
+        assert (exact.eval()(x) - ref).abs().max() > 1e-3  # the switch matters
+
+
+def test_gelu_switch_and_scaled_residual_init_are_checked_and_off_by_default():
+    assert GPTConfig().gelu_approximate == "none" and not GPTConfig().scaled_residual_init
+    with pytest.raises(ValueError, match="gelu_approximate"):
+        GPTConfig(gelu_approximate="fast")
+    with pytest.raises(ValueError, match="needs gpt2_init"):
+        GPTConfig(scaled_residual_init=True)
+
+
+def test_scaled_residual_init_shrinks_only_the_residual_projections():
+    cfg = GPTConfig(vocab_size=97, context_length=16, n_layer=8, n_head=2, n_embd=256, gpt2_init=True)
+    plain = build(cfg, seed=3)
+    scaled = build(GPTConfig(**{**cfg.to_dict(), "scaled_residual_init": True}), seed=3)
+    target = 0.02 / math.sqrt(2 * cfg.n_layer)  # 0.005
+    for a, b in zip(plain.transformer.h, scaled.transformer.h):
+        for proj in ("attn.c_proj.weight", "mlp.c_proj.weight"):
+            assert abs(a.get_parameter(proj).std().item() - 0.02) < 0.002
+            assert abs(b.get_parameter(proj).std().item() - target) < 0.0005
+        torch.testing.assert_close(b.attn.c_attn.weight, a.attn.c_attn.weight, rtol=0, atol=0)  # the rest as before
+    torch.testing.assert_close(scaled.transformer.wte.weight, plain.transformer.wte.weight, rtol=0, atol=0)
 
 
 def test_gpt2_weights_fit_a_padded_vocabulary():

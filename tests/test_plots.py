@@ -91,3 +91,13 @@ def test_plot_coverage_bars_per_name_are_shares():
     assert random_heights == pytest.approx([25.0, 37.5, 12.5, 12.5, 12.5])
     assert [b.get_height() for b in containers[1]] == pytest.approx([0, 100, 0, 0, 0])
     assert [t.get_text() for t in ax.get_xticklabels()][-1] == "4+"
+
+
+def test_plot_losses_draws_baselines_and_an_epoch_axis():
+    h = History(train_loss=[10.0, 8.0, 7.0, 6.5], eval_steps=[0, 3], test_loss=[10.0, 7.0])
+    fig = plot_losses(h, baselines={"uniform": 10.8, "unigram": 6.7}, tokens_per_step=100, epoch_tokens=200)
+    ax = fig.axes[0]
+    assert {round(line.get_ydata()[0], 2) for line in ax.get_lines()[2:]} == {10.8, 6.7}
+    assert [a.get_xlabel() for a in ax.child_axes] == ["epochs: tokens seen / training tokens"]
+    with pytest.raises(ValueError, match="both"):
+        plot_losses(h, tokens_per_step=100)
