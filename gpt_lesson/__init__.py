@@ -10,6 +10,7 @@ from .batches import (SAMPLERS, WindowDataset, batch_starts, coverage, epoch_loa
 from .book import Book, BookError, clean_text, load_book, validate_book
 from .checkpoints import NonFiniteWeights, checkpoint_config, load_checkpoint, read_checkpoint, save_checkpoint
 from .device import autocast_dtype, describe_runtime, in_colab, pick_device
+from .distributed import DistContext, all_reduce_mean, all_reduce_sum, barrier, ddp_loss, process_group
 from .generation import LESSON_PROMPT, generate, generate_tokens
 from .model import GPTConfig, KVCache, Model5, forward_flops, load_gpt2_state_dict
 from .presets import PRESETS, Preset, choose_preset, preset, train_config

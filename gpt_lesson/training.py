@@ -183,7 +183,7 @@ def evaluate(
     rank, world_size = (dist.rank, dist.world_size) if dist is not None and dist.distributed else (0, 1)
     with eval_mode(model):
         for i in range(n_batches):
-            if i % world_size != rank:  # another rank's batch: draw its starts all the same, to keep the generator in step
+            if i % world_size != rank:  # another rank's batch: drawn all the same, so g stays in step
                 random_starts(len(tokens), batch_size, seq_len, generator=g, allowed=allowed)
                 continue
             x, y = random_batch(tokens, batch_size, seq_len, generator=g, device=device, allowed=allowed)
@@ -230,7 +230,8 @@ def train(
     dist = dist if dist is not None else DistContext(torch.device("cpu"))
     per_process_batch(config, dist.world_size)
     if dist.distributed and device is not None and torch.device(device) != dist.device:
-        raise ValueError(f"device={device} differs from this rank's device {dist.device}; leave device out under torchrun")
+        raise ValueError(f"device={device} differs from this rank's device {dist.device}; "
+                         "leave device out under torchrun")
     if dist.distributed:
         device = dist.device
     else:
