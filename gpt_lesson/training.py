@@ -384,9 +384,9 @@ def per_process_batch(config: TrainConfig, world_size: int) -> int:
     n = world_size * config.grad_accum
     if config.batch_size % n:
         fit = max(n, round(config.batch_size / n) * n)
-        raise ValueError(f"the global batch_size={config.batch_size} does not split over {world_size} process(es) x "
-                         f"grad_accum={config.grad_accum} = {n} equal micro-batches; use a batch size that is a multiple "
-                         f"of {n} (e.g. {fit}), or change grad_accum or the number of processes")
+        raise ValueError(f"the global batch_size={config.batch_size} does not split over {world_size} process(es) "
+                         f"x grad_accum={config.grad_accum} = {n} equal micro-batches; use a batch size that is a "
+                         f"multiple of {n} (e.g. {fit}), or change grad_accum or the number of processes")
     return config.batch_size // world_size
 
 
