@@ -27,7 +27,7 @@ def test_07_trains_a_stand_in_and_says_so_without_a_checkpoint(tmp_path, monkeyp
     for key, value in {"GPT_LESSON_QUICK": "1", "GPT_LESSON_OFFLINE": "1",
                        "GPT_LESSON_CHECKPOINT_DIR": str(tmp_path / "none"), "GPT_LESSON_CACHE": str(tmp_path / "cache")}.items():
         monkeypatch.setenv(key, value)
-    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nbclient.NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     said = _outputs(nb.cells[model_cell])
     assert "no checkpoint of notebook 06 here: training a stand-in" in said
     assert "test loss below a uniform guess over the vocabulary (ln 50257 = 10.8): True" in _outputs(nb.cells[model_cell + 1])
