@@ -19,6 +19,7 @@ from .step import TrainStep, autocast, eval_mode, make_adamw
 from .timing import Timing, matmul_ceiling, time_forward, time_interleaved, time_it, time_train_step
 from .tokens import EOT_ID, VOCAB_SIZE, check_tokens, decode, encode, for_display, gpt2_encoding
 from .training import History, TrainConfig, TrainingDiverged, TrainingInterrupted, batch_starts, evaluate, train
+from . import experiments  # notebook 08: gl.experiments.compare_samplers(...), ...
 
 __version__ = "0.1.0"
 

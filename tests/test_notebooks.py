@@ -40,6 +40,7 @@ TAUGHT = {
            "save_checkpoint",
            "generate", "LESSON_PROMPT"},  # 06 samples before/after training; 07 takes generation apart
     "07": {"checkpoint_config", "load_checkpoint", "read_checkpoint", "generate_tokens", "KVCache"},
+    "08": {"experiments", "SAMPLERS", "batch_starts"},  # gl.experiments holds the runs; SAMPLERS names the choices
 }
 LOCAL_PATH = re.compile(r"(/root/|/work/|/tmp/|/home/)")
 QUICK_LINE = 'QUICK = os.environ.get("GPT_LESSON_QUICK") == "1"'
