@@ -83,8 +83,8 @@ class Setup:
 
     model: GPTConfig = field(default_factory=lambda: preset("experiment"))
     train: TrainConfig = field(default_factory=lambda: train_config("experiment"))
-    epochs: float = 2.0  # tokens per run, in passes over the lesson's training part
-    evals_per_epoch: int = 3  # points of the sampler curves per epoch
+    epochs: float = 1.5  # tokens per run, in passes over the lesson's training part
+    evals_per_epoch: int = 4  # points of the sampler curves per epoch
     seeds: tuple[int, ...] = (0, 1, 2)
     one_batch_draws: int = 64  # random single batches per evaluation (the course's test loss)
     device: str = "cpu"
@@ -108,9 +108,9 @@ class Setup:
 
 
 def setup(quick: bool = False, device: str = "cpu") -> Setup:
-    """The full setup (3 seeds, 2 epochs), or the quick one the tests run (2 seeds, a tenth of an epoch)."""
+    """The full setup (3 seeds, 1.5 epochs), or the quick one the tests run (2 seeds, a tenth of an epoch)."""
     if quick:
-        return Setup(epochs=0.1, evals_per_epoch=20, seeds=(0, 1), device=device)
+        return Setup(epochs=0.1, evals_per_epoch=15, seeds=(0, 1), device=device)
     return Setup(device=device)
 
 
@@ -203,8 +203,9 @@ def _spread(values: list[float]) -> float:
 
 
 def difference(a: list[float], b: list[float], *, paired: bool) -> dict:
-    """mean(a) - mean(b) and its seed spread: the std of the per-seed differences (paired: the same models on
-    two test sets), else sqrt(std(a)² + std(b)²), the spread of one seed's difference of independent runs."""
+    """mean(a) - mean(b) and its seed spread: the std of the per-seed differences (paired: the same models on two
+    test sets, or runs whose seed gave them the same initial weights), else sqrt(std(a)² + std(b)²), the spread
+    of one seed's difference of independent runs. ``beyond_noise``: the difference exceeds twice that spread."""
     diff = sum(a) / len(a) - sum(b) / len(b)
     if paired:
         spread = _spread([x - y for x, y in zip(a, b)])
@@ -277,7 +278,8 @@ def compare_samplers(corpus: Corpus, setup: Setup, progress: Callable[[str], Non
             table = batch_starts(corpus.tail_n, steps[-1], setup.train.batch_size, T, seed=seed, sampler=sampler)
             unseen[sampler].append((coverage(table, T, corpus.tail_n)[: corpus.tail_n - T] == 0).double().mean().item())
     final = {s: [r.final(test.name) for r in runs[s]] for s in SAMPLERS}
-    vs = {s: difference(final[s], final["random"], paired=False) for s in SAMPLERS if s != "random"}
+    # Paired by seed: the seed gives every sampler's run the same initial weights.
+    vs = {s: difference(final[s], final["random"], paired=True) for s in SAMPLERS if s != "random"}
     return {"runs": runs, "final": final, "vs_random": vs, "unseen": unseen, "epoch_tokens": corpus.tail_n,
             "test_tokens": test.n_tokens(T)}
 
@@ -316,7 +318,7 @@ def compare_splits(corpus: Corpus, setup: Setup, samplers: dict, progress: Calla
         runs.append(train_run(corpus.tokens, [tail_test, block_test], setup, name="block/random", seed=seed,
                               eval_steps=steps, allowed=allowed))
     table["block split"] = {t: [r.final(t) for r in runs] for t in ("tail test", "block test")}
-    bias = difference(table["tail split"]["tail test"], table["block split"]["block test"], paired=False)
+    bias = difference(table["tail split"]["tail test"], table["block split"]["block test"], paired=True)  # same inits
     block_reads = coverage(allowed, T, len(corpus.tokens)) > 0  # the tokens the block split's windows read
     seen = {  # share of each test set's tokens that the other split trains on
         "tail model on block test": (block_test.starts < corpus.tail_n - T).double().mean().item(),
@@ -425,7 +427,8 @@ def t4_estimate(results: dict, *, step_overhead_s: float = 0.005, t4_flops: floa
 
 
 def _pm(d: dict) -> str:
-    return f"{d['difference']:+.3f} ± {d['spread']:.3f} nats ({d['seeds']} seeds)"
+    verdict = "beyond twice the seed spread" if d["beyond_noise"] else "inside twice the seed spread: no finding"
+    return f"{d['difference']:+.3f} ± {d['spread']:.3f} nats ({d['seeds']} seeds; {verdict})"
 
 
 def _mean(values: list[float]) -> float:
@@ -443,7 +446,7 @@ def facts_samplers(sm: dict) -> list[str]:
     return [f"every run's test loss fell from its first to its last evaluation: {fell}",
             f"random sampling left more of the training text unseen than the epoch sampler: "
             f"{_mean(sm['unseen']['random']) > _mean(sm['unseen']['epoch'])}"] + [
-            f"{s} vs random: difference larger than twice the seed spread: {d['beyond_noise']}"
+            f"{s} vs random: final test losses within 0.1 nats of each other: {abs(d['difference']) < 0.1}"
             for s, d in sm["vs_random"].items()]
 
 
@@ -465,8 +468,7 @@ def report_splits(sp: dict) -> list[str]:
 
 
 def facts_splits(sp: dict) -> list[str]:
-    return [f"the tail split's test loss is higher than the block split's: {sp['bias']['difference'] > 0}",
-            f"tail bias larger than twice the seed spread: {sp['bias']['beyond_noise']}"]
+    return [f"the tail split's test loss is higher than the block split's: {sp['bias']['difference'] > 0}"]
 
 
 def report_licence(lic: dict) -> list[str]:
