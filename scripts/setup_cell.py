@@ -36,8 +36,10 @@ ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
 
 # Notebooks that use a GPU (05 times it, 06 trains on it, 07 generates with the model 06 trained):
-# their metadata asks Colab for a GPU runtime; the others run on Colab's default CPU runtime.
+# their metadata asks Colab for a GPU runtime; the others run on Colab's default CPU runtime
+# (01-04 prepare data; 08 trains many runs of a small model, which a GPU would barely speed up).
 GPU_NOTEBOOKS = ("05", "06", "07")
+CPU_NOTEBOOKS = ("01", "02", "03", "04", "08")
 COLAB_GPU = "T4"  # Colab's free GPU
 
 TEMPLATE = '''\
@@ -95,7 +97,10 @@ def notebooks() -> list[Path]:
 
 
 def wants_gpu(path: Path | str) -> bool:
-    return Path(path).name[:2] in GPU_NOTEBOOKS
+    number = Path(path).name[:2]
+    if number not in GPU_NOTEBOOKS + CPU_NOTEBOOKS:
+        raise SystemExit(f"{Path(path).name}: add {number!r} to GPU_NOTEBOOKS or CPU_NOTEBOOKS in scripts/setup_cell.py")
+    return number in GPU_NOTEBOOKS
 
 
 def fix_metadata(nb, path: Path) -> list[str]:
