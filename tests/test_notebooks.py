@@ -33,13 +33,14 @@ TAUGHT = {
     "02": {"gpt2_encoding", "encode", "decode", "for_display", "VOCAB_SIZE", "EOT_ID"},
     "03": {"tail_split", "block_split"},
     "04": {"random_batch", "random_starts", "gather_windows", "loop_batch", "coverage", "plot_coverage",
-           "epoch_loader", "WindowDataset"},
+           "epoch_loader", "WindowDataset", "batch_starts"},
     "05": {"Model5", "preset", "PRESETS", "GPTConfig", "pick_device", "describe_runtime", "autocast_dtype",
            "in_colab", "time_forward", "time_it", "forward_flops", "matmul_ceiling", "plot_timings"},
     "06": {"choose_preset", "train_config", "TrainConfig", "TrainStep", "train", "evaluate", "plot_losses", "History",
            "save_checkpoint",
            "generate", "LESSON_PROMPT"},  # 06 samples before/after training; 07 takes generation apart
-    "07": {"checkpoint_config", "load_checkpoint", "read_checkpoint", "generate_tokens", "KVCache"},
+    "07": {"checkpoint_config", "load_checkpoint", "read_checkpoint", "generate_tokens", "KVCache",
+           "load_gpt2_state_dict"},
     "08": {"experiments", "SAMPLERS", "batch_starts"},  # gl.experiments holds the runs; SAMPLERS names the choices
 }
 LOCAL_PATH = re.compile(r"(/root/|/work/|/tmp/|/home/)")
@@ -149,3 +150,30 @@ def test_checked_outputs_do_not_depend_on_the_device(file):
             for text in _texts(output):
                 text = "\n".join(line for line in text.splitlines() if not FACT_LINE.search(line))
                 assert not DEVICE_WORDS.search(text), f"code cell {i}: {text[:120]!r} would differ on a GPU"
+
+
+def _ignored(cell) -> bool:
+    return "NBVAL_IGNORE_OUTPUT" in cell.source or "NBVAL_SKIP" in cell.source
+
+
+@pytest.mark.parametrize("file", [f for f in FILES if f[:2] <= "07"])  # the lesson's notebooks (issue 11)
+def test_every_ignored_output_is_followed_by_checked_facts(file):
+    """nbval skips an ignored cell's output, so the checked cell after it (after a run of ignored cells) must print
+    facts that would change if the result broke: lines ending in ': True' or ': False'. The setup cell is exempt."""
+    code = [c for c in _code(_read(file)) if c.source.strip()][1:]
+    for i, cell in enumerate(code):
+        if not _ignored(cell) or (i + 1 < len(code) and _ignored(code[i + 1])):
+            continue
+        after = code[i + 1] if i + 1 < len(code) else None
+        lines = [line for out in (after.outputs if after else []) for text in _texts(out) for line in text.splitlines()]
+        assert any(FACT_LINE.search(line) for line in lines), f"ignored code cell {i + 1} is not followed by a fact line"
+
+
+@pytest.mark.parametrize("file", [f for f in FILES if f[:2] <= "07"])
+def test_exercises_have_solutions_and_a_self_check(file):
+    cells = _read(file).cells
+    turn = [i for i, c in enumerate(cells) if c.cell_type == "markdown" and "## Your turn" in c.source]
+    assert turn, "the notebook ends with a 'Your turn' section"
+    rest = cells[turn[0]:]
+    assert any(c.cell_type == "markdown" and "<details><summary>Solution" in c.source for c in rest), "solutions, folded"
+    assert any(c.cell_type == "code" and c.source.startswith("# Self-check") for c in rest), "a self-check cell"
