@@ -83,8 +83,8 @@ class Setup:
 
     model: GPTConfig = field(default_factory=lambda: preset("experiment"))
     train: TrainConfig = field(default_factory=lambda: train_config("experiment"))
-    epochs: float = 1.5  # tokens per run, in passes over the lesson's training part
-    evals_per_epoch: int = 4  # points of the sampler curves per epoch
+    epochs: float = 1.0  # tokens per run, in passes over the lesson's training part
+    evals_per_epoch: int = 6  # points of the sampler curves per epoch
     seeds: tuple[int, ...] = (0, 1, 2)
     one_batch_draws: int = 64  # random single batches per evaluation (the course's test loss)
     device: str = "cpu"
@@ -108,7 +108,7 @@ class Setup:
 
 
 def setup(quick: bool = False, device: str = "cpu") -> Setup:
-    """The full setup (3 seeds, 1.5 epochs), or the quick one the tests run (2 seeds, a tenth of an epoch)."""
+    """The full setup (3 seeds, 1 epoch), or the quick one the tests run (2 seeds, a tenth of an epoch)."""
     if quick:
         return Setup(epochs=0.1, evals_per_epoch=15, seeds=(0, 1), device=device)
     return Setup(device=device)
