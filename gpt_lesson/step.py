@@ -50,6 +50,12 @@ def loss_chunk_for(loss_chunk: int, dtype: torch.dtype | None) -> int:
     return loss_chunk if dtype is None else 0
 
 
+def chunked_call(loss_fn: Callable[..., torch.Tensor], x: torch.Tensor, y: torch.Tensor, chunk: int) -> torch.Tensor:
+    """``loss_fn(x, y)``, passing ``chunk=`` only when it is on, so a plain ``(x, y) -> loss`` (HuggingFace's,
+    a DDP wrapper) works unchanged."""
+    return loss_fn(x, y, chunk=chunk) if chunk else loss_fn(x, y)
+
+
 class TrainStep:
     """``step(x, y)`` does one training step on the batch (x, y), each (B, T), and returns the loss (detached).
 
@@ -91,7 +97,7 @@ class TrainStep:
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The loss of (x, y) under this step's autocast (with gradients, without an update)."""
         with autocast(self.device_type, self.dtype):
-            return self.loss_fn(x, y, chunk=self.chunk) if self.chunk else self.loss_fn(x, y)
+            return chunked_call(self.loss_fn, x, y, self.chunk)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         k = self.grad_accum

@@ -25,7 +25,7 @@ from .checkpoints import load_checkpoint, save_checkpoint
 from .device import autocast_dtype
 from .distributed import DistContext, all_reduce_mean, all_reduce_sum, ddp_loss
 from .model import GPTConfig, Model5
-from .step import TrainStep, autocast, eval_mode, loss_chunk_for, make_adamw
+from .step import TrainStep, autocast, chunked_call, eval_mode, loss_chunk_for, make_adamw
 from .tokens import check_tokens
 
 
@@ -189,7 +189,7 @@ def evaluate(
             x, y = random_batch(tokens, batch_size, seq_len, generator=g, device=device, allowed=allowed)
             for xm, ym in zip(x.split(batch_size // micro_batches), y.split(batch_size // micro_batches)):
                 with autocast(device.type, dtype):
-                    total += (model.loss(xm, ym, chunk=chunk) if chunk else model.loss(xm, ym)).float() / micro_batches
+                    total += chunked_call(model.loss, xm, ym, chunk).float() / micro_batches
     return (all_reduce_sum(total, dist) / n_batches).item()
 
 
