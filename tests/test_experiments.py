@@ -122,6 +122,17 @@ def test_run_all_reports_facts_and_writes_a_run_folder(raw, tmp_path):
     assert ex.t4_estimate(results)["t4_s"] > 0
 
 
+def test_t4_estimate_speeds_up_training_only():
+    run = ex.Run("r", "random", 0, steps=[100], tokens=[6400], loss={}, train_seconds=50.0)
+    results = {"samplers": {"runs": {"random": [run]}}, "splits": {"block_runs": []}, "shift": {"runs": []},
+               "seconds": 80.0, "train_flops": 1e12}
+    flop_bound = ex.t4_estimate(results, step_overhead_s=0.01, t4_flops=1e12, efficiency=0.5)  # 2 s > 100 x 0.01 s
+    assert flop_bound["t4_s"] == pytest.approx(2.0 + 30.0)  # the 30 s outside training stay as measured
+    assert flop_bound["cpu_flops_per_s"] == pytest.approx(1e12 / 50.0)
+    overhead_bound = ex.t4_estimate(results, step_overhead_s=0.05, t4_flops=1e12, efficiency=0.5)  # 5 s > 2 s
+    assert overhead_bound["t4_train_s"] == pytest.approx(5.0) and overhead_bound["other_s"] == pytest.approx(30.0)
+
+
 def test_importing_the_package_does_not_import_matplotlib():
     code = "import sys, gpt_lesson, gpt_lesson.experiments; print('matplotlib' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

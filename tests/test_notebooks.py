@@ -156,7 +156,7 @@ def _ignored(cell) -> bool:
     return "NBVAL_IGNORE_OUTPUT" in cell.source or "NBVAL_SKIP" in cell.source
 
 
-@pytest.mark.parametrize("file", [f for f in FILES if f[:2] <= "07"])  # the lesson's notebooks (issue 11)
+@pytest.mark.parametrize("file", FILES)
 def test_every_ignored_output_is_followed_by_checked_facts(file):
     """nbval skips an ignored cell's output, so the checked cell after it (after a run of ignored cells) must print
     facts that would change if the result broke: lines ending in ': True' or ': False'. The setup cell is exempt."""
@@ -169,7 +169,7 @@ def test_every_ignored_output_is_followed_by_checked_facts(file):
         assert any(FACT_LINE.search(line) for line in lines), f"ignored code cell {i + 1} is not followed by a fact line"
 
 
-@pytest.mark.parametrize("file", [f for f in FILES if f[:2] <= "07"])
+@pytest.mark.parametrize("file", FILES)
 def test_exercises_have_solutions_and_a_self_check(file):
     cells = _read(file).cells
     turn = [i for i, c in enumerate(cells) if c.cell_type == "markdown" and "## Your turn" in c.source]

@@ -26,8 +26,12 @@ PATHS = setup_cell.notebooks()
 CELL = setup_cell.render()
 
 
-def test_seven_notebooks():
-    assert [p.name[:2] for p in PATHS] == ["01", "02", "03", "04", "05", "06", "07"]
+def test_eight_notebooks_each_on_the_runtime_it_needs():
+    assert [p.name[:2] for p in PATHS] == ["01", "02", "03", "04", "05", "06", "07", "08"]
+    assert not set(setup_cell.GPU_NOTEBOOKS) & set(setup_cell.CPU_NOTEBOOKS)
+    assert not setup_cell.wants_gpu("08_experiments.ipynb")  # many small runs: Colab's CPU runtime
+    with pytest.raises(SystemExit, match="add '09' to GPU_NOTEBOOKS or CPU_NOTEBOOKS"):
+        setup_cell.wants_gpu("09_new.ipynb")
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
