@@ -107,11 +107,10 @@ def readme_table(url: str) -> str:
             f"| {row['cpu_time_measured']} | {row['t4_time_estimate']} |"
         )
     note = (
-        "CPU times are wall times of a full execution (`jupyter nbconvert --execute`, or `python "
-        "scripts/run_notebooks.py`, which runs the same kernel) on a 2-core CPU without a GPU, where notebook 06 "
-        "trains the small `cpu` preset. Other jobs shared those 2 cores during some runs of 01-05, so read those as "
-        "upper bounds (06, 07 and 08 ran on an idle machine). T4 times are estimates, not measurements: Model 5 on a "
-        "Colab T4 GPU for 05-07, and for 08 the notebook's own estimate from the FLOPs of its runs."
+        "CPU times are wall times of a full execution of each notebook (`python scripts/run_notebooks.py`) on an idle "
+        "2-core CPU without a GPU, where notebook 06 trains the small `cpu` preset. T4 times are estimates, not "
+        "measurements: Model 5 on a Colab T4 GPU for 05-07, and for 08 the notebook's own estimate from the FLOPs of "
+        "its runs."
     )
     return "\n".join(lines) + "\n\n" + note
 
