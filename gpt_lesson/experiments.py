@@ -543,18 +543,14 @@ def plot_samplers(sm: dict, ax=None):
         y = torch.tensor([r.loss["tail test"] for r in runs])
         (line,) = ax.plot(x, y.mean(0), marker="o", ms=3, label=f"{sampler} ({len(runs)} seeds)")
         ax.fill_between(x, y.min(0).values, y.max(0).values, color=line.get_color(), alpha=0.25)
-    ax.set_xlabel("training tokens")
-    ax.set_ylabel("tail test loss (nats/token)")
     top = ax.secondary_xaxis("top", functions=(lambda t: t / sm["epoch_tokens"], lambda e: e * sm["epoch_tokens"]))
     top.set_xlabel("epochs of the training part")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return _finish_loss_plot(fig, ax)
 
 
 def plot_one_batch(ob: dict, ax=None):
-    """The whole test part's loss per evaluation (seed 0) and, shaded, where 90% of one-batch losses fall."""
+    """The whole test part's loss per evaluation (seed 0, and thin lines for the other seeds) and, shaded, where 90%
+    of seed 0's one-batch losses fall."""
     import matplotlib.pyplot as plt
 
     fig, ax = (plt.subplots(figsize=(8, 4)) if ax is None else (ax.figure, ax))
@@ -562,8 +558,14 @@ def plot_one_batch(ob: dict, ax=None):
     ax.fill_between(x, [r["lo"] for r in rows], [r["hi"] for r in rows], alpha=0.3,
                     label=f"one random batch ({ob['batch_tokens']:,} tokens): 5-95% of draws")
     ax.plot(x, [r["whole"] for r in rows], marker="o", ms=3, label="whole test part")
-    for rows in ob["bands"][1:]:
-        ax.plot(x, [r["whole"] for r in rows], color="tab:orange", lw=0.8, alpha=0.7)
+    for i, rows in enumerate(ob["bands"][1:]):
+        ax.plot(x, [r["whole"] for r in rows], color="tab:orange", lw=0.8, alpha=0.7,
+                label="whole test part, other seeds" if i == 0 else None)
+    return _finish_loss_plot(fig, ax)
+
+
+def _finish_loss_plot(fig, ax):
+    """Axis labels, legend and grid of a tail-test-loss curve over training tokens."""
     ax.set_xlabel("training tokens")
     ax.set_ylabel("tail test loss (nats/token)")
     ax.legend()
