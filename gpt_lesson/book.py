@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import os
 import re
+import socket
+import threading
 import time
 from time import monotonic as _monotonic
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -108,20 +110,84 @@ def validate_book(data: bytes, origin: str = "text") -> str:
     return text
 
 
+class _Stopped(Exception):
+    """Raised inside urllib3 to end a download whose deadline passed (not an OSError, so requests passes it on)."""
+
+
+class _Guard:
+    """The deadline of one download, and the way its caller stops it.
+
+    The download asks `stopped()` between chunks and before each retry. The caller, when it stops waiting,
+    calls `cancel()`: that also shuts down the socket the body is being read from, which wakes a read of
+    the body blocked on a trickling or silent server at once (closing it from another thread would not
+    wake the read, and would free its file number while still in use).
+    """
+
+    def __init__(self, url: str, deadline: float | None) -> None:
+        self.url, self.deadline = url, deadline
+        self.end = None if deadline is None else _monotonic() + deadline
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self._sock: socket.socket | None = None
+
+    def left(self) -> float:
+        """Seconds until the deadline (infinite without one)."""
+        return float("inf") if self.end is None else max(0.0, self.end - _monotonic())
+
+    def stopped(self) -> bool:
+        return self._cancelled or self.left() <= 0
+
+    def timeout(self) -> requests.Timeout:
+        return requests.Timeout(f"{self.url}: the download took longer than its deadline of {self.deadline:g} s")
+
+    def hold(self, sock: socket.socket | None) -> None:
+        """Remember the socket being read from (None: done with it); shut it at once if already cancelled."""
+        with self._lock:
+            self._sock = sock
+            if self._cancelled:
+                _shut(sock)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            _shut(self._sock)
+
+
+def _shut(sock: socket.socket | None) -> None:
+    """Shut down ``sock`` for reading and writing: a read blocked in another thread returns at once."""
+    if sock is not None:
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's, also under TLS
+        except OSError:
+            pass  # already closed
+
+
 class _Retry(Retry):
-    """urllib3's `Retry` with the waits and errors `download` has always had.
+    """urllib3's `Retry` with the waits and errors `download` has always had, within the download's deadline.
 
     It waits backoff, 2×backoff, 4×backoff, ... before the 2nd, 3rd, 4th try (urllib3 skips the first
-    wait); and when the last try timed out while waiting for the answer, it raises that timeout, as
-    one try without retries does, instead of urllib3's "max retries exceeded" (a requests
-    ConnectionError).
+    wait), but never past the deadline, and makes no try after it; and when the last try timed out while
+    waiting for the answer, it raises that timeout, as one try without retries does, instead of urllib3's
+    "max retries exceeded" (a requests ConnectionError).
     """
+
+    guard: _Guard | None = None
+
+    def new(self, **kw) -> Retry:  # urllib3 makes a new Retry after each try: pass the guard on
+        retry = super().new(**kw)
+        retry.guard = self.guard
+        return retry
 
     def get_backoff_time(self) -> float:
         return self.backoff_factor * 2 ** (len(self.history) - 1) if self.history else 0.0
 
     def sleep(self, response=None) -> None:
-        time.sleep(self.get_backoff_time())
+        wait = self.get_backoff_time()
+        if self.guard is not None:
+            wait = min(wait, self.guard.left())
+        time.sleep(wait)
+        if self.guard is not None and self.guard.stopped():
+            raise _Stopped
 
     def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None) -> Retry:
         try:
@@ -132,8 +198,8 @@ class _Retry(Retry):
             raise
 
 
-def _session(retries: int, backoff: float) -> requests.Session:
-    """A session that sends our User-Agent and makes ``retries`` tries in all.
+def _session(retries: int, backoff: float, guard: _Guard | None = None) -> requests.Session:
+    """A session that sends our User-Agent and makes ``retries`` tries in all (none after ``guard``'s deadline).
 
     Connection errors, timeouts and HTTP 5xx are tried again; any other status (a 404...) is
     returned at once. After the last try the 5xx response itself is returned, so that
@@ -146,6 +212,7 @@ def _session(retries: int, backoff: float) -> requests.Session:
         raise_on_status=False,
         respect_retry_after_header=False,  # else a 413 or 429 with Retry-After would be retried
     )
+    retry.guard = guard
     session = requests.Session()
     session.headers["User-Agent"] = USER_AGENT
     adapter = HTTPAdapter(max_retries=retry)
@@ -154,30 +221,82 @@ def _session(retries: int, backoff: float) -> requests.Session:
     return session
 
 
+def _body_socket(r: requests.Response) -> socket.socket | None:
+    """The socket ``r``'s body is read from, or None where it cannot be found (a cancelled download then ends at
+    its next chunk or read timeout, not at once).
+
+    http.client drops ``connection.sock`` when the server closes after the response (HTTP/1.0, ``Connection:
+    close``) and reads on through the response's file object, so look under that too (private attributes).
+    """
+    sock = getattr(getattr(r.raw, "connection", None), "sock", None)
+    if sock is None:
+        fp = getattr(getattr(r.raw, "_fp", None), "fp", None)
+        sock = getattr(getattr(fp, "raw", None), "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _fetch(url: str, timeout: float, retries: int, backoff: float, guard: _Guard) -> bytes:
+    """The body of ``url``, read in the calling thread; raises ``guard.timeout()`` once ``guard`` is stopped."""
+    with _session(retries, backoff, guard) as session:
+        try:
+            r = session.get(url, timeout=timeout, stream=True)
+        except _Stopped:
+            raise guard.timeout() from None
+        with r:
+            guard.hold(_body_socket(r))
+            try:
+                r.raise_for_status()
+                chunks = []
+                for chunk in r.iter_content(1024):
+                    chunks.append(chunk)
+                    if guard.stopped():
+                        raise guard.timeout()
+                return b"".join(chunks)
+            finally:
+                guard.hold(None)  # before the socket is closed: `cancel` must not shut a reused file number
+
+
 def download(
     url: str, *, timeout: float = 20.0, retries: int = 3, backoff: float = 1.0, deadline: float | None = None
 ) -> bytes:
     """GET ``url`` with a timeout and retries (waits backoff, 2×backoff, ...); return the body.
 
     ``retries`` counts tries. ``timeout`` bounds the connection and each read; ``deadline`` (seconds) bounds
-    the whole download, so a server that trickles bytes cannot keep it waiting. Raises a
-    `requests.RequestException` when every try failed: an HTTP error status as `requests.HTTPError` (a 4xx at
-    once, without retrying), a timeout or a passed deadline as `requests.Timeout`. A body that breaks off after
-    the headers arrived is not tried again.
+    the whole download (name lookup, connections, every read, retry and backoff wait), however slowly a
+    server sends: the download then runs in a daemon thread, which this call stops waiting for at the
+    deadline, and which stops with it. Raises a `requests.RequestException` when every try failed: an HTTP
+    error status as `requests.HTTPError` (a 4xx at once, without retrying), a timeout or a passed deadline as
+    `requests.Timeout`. A body that breaks off after the headers arrived is not tried again.
     """
     if retries < 1:  # 0 would try nothing and have no error to raise
         raise ValueError(f"retries must be at least 1 (the number of tries), got {retries!r}")
-    end = None if deadline is None else _monotonic() + deadline
-    with _session(retries, backoff) as session:
-        r = session.get(url, timeout=timeout, stream=True)
-        r.raise_for_status()
-        chunks = []
-        for chunk in r.iter_content(1024):  # small reads: the deadline is checked often, even on a trickle
-            chunks.append(chunk)
-            if end is not None and _monotonic() > end:
-                r.close()
-                raise requests.Timeout(f"{url}: the download took longer than its deadline of {deadline:g} s")
-        return b"".join(chunks)
+    guard = _Guard(url, deadline)
+    if deadline is None:
+        return _fetch(url, timeout, retries, backoff, guard)
+    if deadline <= 0:
+        raise guard.timeout()
+    done = threading.Event()
+    result: dict[str, Any] = {}  # "body" or "error"
+
+    def work() -> None:
+        try:
+            result["body"] = _fetch(url, timeout, retries, backoff, guard)
+        except Exception as e:  # handed to the caller below
+            result["error"] = e
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="gpt_lesson.book.download", daemon=True).start()
+    try:
+        while not done.wait(guard.left()):
+            if guard.left() <= 0:
+                raise guard.timeout()
+    finally:
+        if not done.is_set():  # the deadline passed, or Ctrl-C: stop the download too
+            guard.cancel()
+    if "error" in result:
+        raise result["error"]
+    return result["body"]
 
 
 def _read_valid(path: Path) -> str | None:
@@ -247,6 +366,10 @@ def _download_and_cache(
         try:
             text = validate_book(download(url, timeout=per_try, retries=retries, deadline=left), url)
         except (requests.RequestException, BookError) as e:
+            if isinstance(e, requests.Timeout) and _monotonic() >= end:  # no time left for another URL
+                why = f"the download took longer than its {budget:g} s budget (load_book(budget=...))"
+                errors.append(f"{url}: Timeout: {why}")
+                break
             errors.append(f"{url}: {type(e).__name__}: {e}")
             continue
         try:
@@ -294,7 +417,7 @@ def load_book(
     file path. ``offline=None`` reads ``$GPT_LESSON_OFFLINE``. ``refresh=True`` downloads even when
     the cache holds a copy (the cached copy is kept if the download is bad). When book 829 cannot
     be fetched, the shipped copy is used and one line says why. ``budget`` bounds the time spent on the
-    network in all (every URL and retry), ``timeout`` each connection and read.
+    network in all (every URL, retry and wait, however slowly a server sends), ``timeout`` each connection and read.
     """
     offline = _env_offline() if offline is None else offline
     say = print if verbose else _quiet

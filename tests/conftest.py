@@ -71,6 +71,22 @@ def _slow(handler):
     _send(handler, 200, BOOK_BYTES)
 
 
+TRICKLE_SECONDS = 0.3  # /trickle sends one byte this often
+
+
+def _trickle(handler):
+    # Promise the whole book, then send it one byte every TRICKLE_SECONDS: each read is answered well within any
+    # timeout, but 1 KB takes 5 minutes. It gives up after a minute (if a client never hangs up).
+    handler.send_response(200)
+    handler.send_header("Content-Type", "text/plain; charset=utf-8")
+    handler.send_header("Content-Length", str(len(BOOK_BYTES)))
+    handler.end_headers()
+    for i in range(int(60 / TRICKLE_SECONDS)):
+        handler.wfile.write(BOOK_BYTES[i : i + 1])
+        handler.wfile.flush()
+        time.sleep(TRICKLE_SECONDS)
+
+
 def _flaky(handler):
     if handler.server.hits[handler.path] == 1:
         _send(handler, 503, b"try again later")
@@ -91,6 +107,7 @@ ROUTES = {
     "/cp1252": lambda h: _send(h, 200, BOOK_BYTES.decode("utf-8").encode("cp1252", "replace")),
     "/slow": _slow,
     "/flaky": _flaky,  # 503 on the first request, the book afterwards
+    "/trickle": _trickle,  # the headers, then one byte every 0.3 s
 }
 
 

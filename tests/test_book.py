@@ -2,6 +2,7 @@
 
 import os
 import socket
+import threading
 import time
 import types
 
@@ -510,8 +511,8 @@ def test_end_before_start_raises():
 
 @pytest.mark.parametrize(
     "content, words",
-    [("Caf\xe9 au lait, ".encode("latin-1") * 100, "not UTF-8"), (b"<!DOCTYPE html><html><body>hi</body></html>", "HTML page"),
-     (b"  \r\n", "empty")],
+    [("Caf\xe9 au lait, ".encode("latin-1") * 100, "not UTF-8"),
+     (b"<!DOCTYPE html><html><body>hi</body></html>", "HTML page"), (b"  \r\n", "empty")],
     ids=["latin-1", "html", "empty"],
 )
 def test_a_bad_local_book_file_is_named_with_the_fix(tmp_path, content, words):
@@ -522,7 +523,7 @@ def test_a_bad_local_book_file_is_named_with_the_fix(tmp_path, content, words):
     assert "book.txt" in str(err.value)
 
 
-def _trickle(handler):
+def _fast_trickle(handler):
     """Promise the whole book, then send 200 bytes every 0.1 s: each read is quick, the download never ends."""
     handler.send_response(200)
     handler.send_header("Content-Length", str(len(BOOK_BYTES_FOR_TRICKLE)))
@@ -537,11 +538,111 @@ BOOK_BYTES_FOR_TRICKLE = bk.shipped_path().read_bytes()
 
 
 def test_a_trickling_server_is_cut_off_at_the_deadline(server):
-    server.routes["/trickle"] = _trickle
+    # 200 bytes per 0.1 s fills a 1 KB chunk every 0.5 s, so even a deadline checked only between chunks held here;
+    # /trickle (1 byte per 0.3 s, 5 minutes a chunk) is the case that needs the deadline to hold within a chunk.
+    server.routes["/fast-trickle"] = _fast_trickle
     t0 = time.monotonic()
     with pytest.raises(requests.Timeout, match="deadline of 1 s"):
-        download(server.url("/trickle"), timeout=5, retries=1, deadline=1.0)
+        download(server.url("/fast-trickle"), timeout=5, retries=1, deadline=1.0)
     assert time.monotonic() - t0 < 3  # not the ~5 minutes the whole trickle would take
+
+
+def _download_threads():
+    return [t for t in threading.enumerate() if t.name == "gpt_lesson.book.download"]
+
+
+def _wait_until(condition, seconds):
+    end = time.monotonic() + seconds
+    while not condition() and time.monotonic() < end:
+        time.sleep(0.02)
+    return condition()
+
+
+def _as_http11(route):
+    def handler(h):
+        h.protocol_version = "HTTP/1.1"  # the client keeps the connection's socket after the headers (no close)
+        route(h)
+
+    return handler
+
+
+@pytest.mark.parametrize("http11", [False, True], ids=["HTTP/1.0", "HTTP/1.1"])
+def test_a_one_byte_trickle_is_cut_off_at_the_deadline(server, http11):
+    """1 byte every 0.3 s: every read is answered within the timeout, but the deadline still holds, and the
+    download's thread ends with it (its connection shut at the deadline, not left to trickle)."""
+    server.routes["/trickle11"] = _as_http11(server.routes["/trickle"])
+    t0 = time.monotonic()
+    with pytest.raises(requests.Timeout, match="deadline of 2 s"):
+        download(server.url("/trickle11" if http11 else "/trickle"), timeout=1, deadline=2)
+    took = time.monotonic() - t0
+    assert 2 <= took < 3.5
+    assert _wait_until(lambda: not _download_threads(), 1.5)
+
+
+def test_retries_and_backoff_count_against_the_deadline(server):
+    t0 = time.monotonic()
+    with pytest.raises(requests.Timeout, match="deadline of 1.5 s"):
+        download(server.url("/error500"), timeout=2, retries=5, backoff=1.0, deadline=1.5)
+    assert time.monotonic() - t0 < 3  # not the 1 + 2 + 4 + 8 s of backoff
+    assert server.hits["/error500"] <= 2  # a try, the 1 s wait, a second try, the deadline in the 2 s wait: no third
+    assert _wait_until(lambda: not _download_threads(), 1.5)
+
+
+def test_a_hanging_name_lookup_counts_against_the_deadline(server, monkeypatch):
+    """requests' timeout does not cover the name lookup; the deadline does."""
+    release = threading.Event()
+
+    def hanging_lookup(*args, **kwargs):
+        release.wait(10)
+        raise socket.gaierror("lookup gave up")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hanging_lookup)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(requests.Timeout, match="deadline of 1 s"):
+            download(server.url("/book.txt"), timeout=1, retries=1, deadline=1)
+        assert time.monotonic() - t0 < 2.5
+    finally:
+        release.set()
+    assert _wait_until(lambda: not _download_threads(), 1.5)
+    assert server.hits["/book.txt"] == 0
+
+
+def test_a_trickle_costs_the_budget_then_the_shipped_copy(server, cache, monkeypatch, capsys, book_text):
+    use_urls(monkeypatch, server, "/trickle", "/book.txt")
+    t0 = time.monotonic()
+    b = load_book(829, cache_dir=cache, timeout=1, budget=3)
+    assert 3 <= time.monotonic() - t0 < 4.5
+    assert (b.source, b.text) == ("shipped", book_text)
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and out.startswith("Using the copy shipped with gpt_lesson: download failed: ")
+    assert "/trickle: Timeout: the download took longer than its 3 s budget" in out
+    assert "3 s budget" in b.note
+    assert server.hits["/book.txt"] == 0  # the budget covers every URL: none is left for the second
+    assert files_in(cache) == []
+
+
+def test_a_trickling_url_with_no_cache_raises_naming_the_budget(server, cache):
+    url = server.url("/trickle")
+    t0 = time.monotonic()
+    with pytest.raises(ConnectionError, match="took longer than its 3 s budget") as err:
+        load_book(url, cache_dir=cache, timeout=1, budget=3)
+    assert 3 <= time.monotonic() - t0 < 4.5
+    assert url in str(err.value) and "no cached copy" in str(err.value)
+    assert files_in(cache) == []
+
+
+def test_a_trickle_on_refresh_keeps_and_uses_the_cache(server, cache, capsys, book_bytes, book_text):
+    url = server.url("/trickle")
+    cached = cache / bk._sources(url)[2]
+    cache.mkdir()
+    cached.write_bytes(book_bytes)
+    t0 = time.monotonic()
+    b = load_book(url, cache_dir=cache, refresh=True, timeout=1, budget=2)
+    assert 2 <= time.monotonic() - t0 < 3.5
+    assert (b.source, b.text) == ("cache", book_text)
+    assert "Using the cached copy: " in capsys.readouterr().out and "2 s budget" in b.note
+    assert cached.read_bytes() == book_bytes
 
 
 def test_a_silent_network_costs_the_budget_then_the_shipped_copy(server, cache, monkeypatch, capsys):
