@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .config import SAMPLERS
 from .tokens import check_tokens
 
 
@@ -158,9 +159,6 @@ def coverage(starts: torch.Tensor, seq_len: int, n_tokens: int) -> torch.Tensor:
 
 # ---- The start table of a whole run, for each sampler --------------------------------------------------------
 
-SAMPLERS = ("random", "epoch", "without_replacement")
-
-
 def check_allowed(allowed: torch.Tensor, n_tokens: int, seq_len: int) -> None:
     """``allowed`` must be a non-empty 1-D integer tensor of valid starts 0 … n_tokens - seq_len - 1."""
     if allowed.dim() != 1 or len(allowed) == 0 or allowed.is_floating_point():
@@ -228,7 +226,8 @@ def batch_starts(
         allowed = allowed.long().cpu()
     g = torch.Generator(device="cpu").manual_seed(seed)
     if sampler == "random":
-        return random_starts(n_tokens, steps * batch_size, seq_len, generator=g, allowed=allowed).view(steps, batch_size)
+        starts = random_starts(n_tokens, steps * batch_size, seq_len, generator=g, allowed=allowed)
+        return starts.view(steps, batch_size)
     if sampler == "epoch":
         items = epoch_windows(n_tokens, seq_len, allowed=allowed)
     else:

@@ -9,7 +9,8 @@ DataLoader; generation with and without the KV cache; optionally the lesson's fu
 Every figure is a median over repeats after warm-up, synchronized on CUDA.
 
 `run` is the table of contents; each section below is one function of the shared `Bench` context
-(device, configs, the batch, the log and the results), configured by one frozen `BenchOptions`.
+(device, configs, the batch, the log and the results), configured by one frozen `BenchOptions`. Its fields, with
+`CommandOptions`'s, are the command line's flags (`gpt_lesson.config.add_flags`): an option is declared once.
 Every training step is a `gpt_lesson.step.TrainStep`, every autocast `gpt_lesson.step.autocast`.
 """
 
@@ -25,37 +26,58 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from .batches import epoch_loader, loop_batch, random_batch
+from .config import TrainConfig, add_flags, flags_given, setting
 from .device import autocast_dtype, pick_device
+from .evaluation import logits_loss
 from .generation import generate_tokens
 from .model import GPTConfig, Model5, forward_flops
 from .presets import PRESETS, preset, train_config
 from .step import TrainStep, autocast, make_adamw
 from .timing import Timing, matmul_ceiling, time_interleaved, time_it
-from .training import TrainConfig, train
+from .training import train
 
 
 @dataclass(frozen=True)
 class BenchOptions:
-    """What to measure and how: everything `run` takes besides the device and the model config."""
+    """What to measure and how: everything `run` takes besides the device and the model config, and the source
+    of the command line's flags for it (`add_flags`)."""
 
-    batch_size: int = 16
-    seq_len: int = 256
-    loss_chunk: int = 0  # ours' loss path in fp32 (a TrainConfig setting; see gpt_lesson.step.loss_chunk_for)
-    repeats: int = 3
-    sweep: tuple[int, ...] = ()  # further batch sizes for ours
-    hf: bool = True  # HuggingFace's GPT2LMHeadModel as a contender
-    compile: bool = False  # ours under torch.compile as a contender (and the lesson run compiled)
-    fused_adamw: bool | None = None  # None: fused where PyTorch has it
-    gen_tokens: int = 200
-    lesson_steps: int = 0  # > 0: also time a full training run of this many batches
-    matmul_n: int = 4096  # size of the ceiling's matrices (at least 8192 for the GPU's 16-bit types)
-    profile: bool = False
-    chunk_variant: int = 1024  # the other loss path: full logits if ours chunks, else chunks of this (0 = off)
-    vocab_variant: int = 0  # ours with the vocabulary padded to a multiple of this (0 = off)
-    n_tokens: int = 200_000  # random tokens to draw batches from
+    batch_size: int = setting(16, "rows per batch of every contender (the lesson's 16)")
+    seq_len: int = setting(256, "tokens per row (the lesson's 256); the command line lengthens the preset's "
+                                "context to fit")
+    loss_chunk: int | None = setting(None, "ours' loss path in fp32: the head and the loss this many rows at a time, "
+                                           "0 = all logits at once; none: the preset's TrainConfig.loss_chunk "
+                                           "(TrainConfig's 0 when run() is called without a preset)")
+    repeats: int = setting(3, "timed repeats after one warm-up; every figure is their median")
+    sweep: tuple[int, ...] = setting((), "further batch sizes for ours alone, comma-separated, e.g. 4,8,32; "
+                                         "empty: no sweep", metavar="SIZES")
+    hf: bool = setting(True, "HuggingFace's GPT2LMHeadModel of the same config as a contender (needs transformers)")
+    compile: bool = setting(False, "also time ours under torch.compile (and compile the lesson run)")
+    fused_adamw: bool | None = setting(None, "AdamW's fused kernel: on, off, or auto (= none): fused where PyTorch "
+                                             "has it", metavar="{auto,on,off}")
+    gen_tokens: int = setting(200, "tokens to generate, with and without the KV cache")
+    lesson_steps: int = setting(0, "also time a full training run of this many batches (500 = the lesson, 0 = off)")
+    matmul_n: int = setting(4096, "size of the ceiling's square matrices (at least 8192 for a GPU's 16-bit types)")
+    profile: bool = setting(False, "also profile one training step of ours: where the time goes")
+    chunk_variant: int = setting(1024, "also time ours with the other loss path: full logits if ours chunks, else "
+                                       "chunks of this many rows (0 = off)")
+    # 64, the command line's default: what `python -m gpt_lesson.bench` users got and what docs/performance.md
+    # measured. This dataclass said 0 while the flags were declared apart from it.
+    vocab_variant: int = setting(64, "also time ours with the vocabulary padded to a multiple of this (0 = off)")
+    n_tokens: int = setting(200_000, "random tokens to draw the batches from")
+
+
+@dataclass(frozen=True)
+class CommandOptions:
+    """What ``python -m gpt_lesson.bench`` takes besides `BenchOptions`: where, which model, where the results go."""
+
+    device: str = setting("auto", "auto, cpu, cuda or cuda:N")
+    preset: str = setting("model5", "the model to measure, with its training loss_chunk", choices=tuple(PRESETS))
+    vocab_multiple: int | None = setting(None, "pad the model's vocabulary to a multiple of this; none: the preset's")
+    threads: int | None = setting(None, "CPU threads; none: PyTorch's choice")
+    json: str | None = setting(None, "also write the results to this file as JSON; none: print only", metavar="FILE")
 
 
 @dataclass
@@ -93,9 +115,12 @@ class Bench:
 
     @classmethod
     def create(cls, device: torch.device, cfg: GPTConfig, opts: BenchOptions, log) -> "Bench":
+        if opts.loss_chunk is None:  # no preset here: TrainConfig's default
+            opts = replace(opts, loss_chunk=TrainConfig().loss_chunk)
         dtype = autocast_dtype(device)
         fused = True if opts.fused_adamw is None else opts.fused_adamw
-        tokens = torch.randint(0, cfg.vocab_size, (opts.n_tokens,), generator=torch.Generator(device="cpu").manual_seed(0))
+        cpu_gen = torch.Generator(device="cpu").manual_seed(0)
+        tokens = torch.randint(0, cfg.vocab_size, (opts.n_tokens,), generator=cpu_gen)
         tokens_dev = tokens.to(device)
         gen = torch.Generator(device=device).manual_seed(0)
         x, y = random_batch(tokens_dev, opts.batch_size, opts.seq_len, generator=gen)
@@ -144,9 +169,10 @@ def run(device: torch.device, cfg: GPTConfig, opts: BenchOptions = BenchOptions(
 
 def _header(b: Bench) -> dict:
     d = b.device
+    cpu = f"CPU ({platform.processor() or platform.machine()})"
     return {
         "date": time.strftime("%Y-%m-%d"),
-        "device": torch.cuda.get_device_name(d) if d.type == "cuda" else f"CPU ({platform.processor() or platform.machine()})",
+        "device": torch.cuda.get_device_name(d) if d.type == "cuda" else cpu,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "dtype": str(b.dtype or torch.float32).replace("torch.", ""),
@@ -191,7 +217,8 @@ def make_contenders(b: Bench) -> dict[str, Contender]:
     vocab = b.opts.vocab_variant
     if vocab and b.cfg.padded_vocab % vocab:
         padded = Model5(replace(b.cfg, vocab_multiple=vocab)).to(b.device)
-        out["ours_padded"] = _contender(b, f"Model5 (vocab {padded.config.padded_vocab})", padded, loss_chunk=b.loss_chunk)
+        out["ours_padded"] = _contender(b, f"Model5 (vocab {padded.config.padded_vocab})", padded,
+                                        loss_chunk=b.loss_chunk)
     if b.opts.compile:
         # The same module compiled (it shares the weights); compilation happens in the warm-up calls.
         out["ours_compiled"] = _contender(b, "Model5 compiled", model, loss_chunk=b.loss_chunk, compile=True)
@@ -221,8 +248,9 @@ def _hf_contender(b: Bench) -> Contender | None:
     except ImportError:
         b.log("transformers is not installed: HuggingFace comparison skipped (pip install transformers)")
         return None
-    # HF's model has no chunked loss: its step gets loss_chunk=0, so TrainStep calls loss_fn(x, y)
-    return _contender(b, "GPT2LMHeadModel (HF)", hf_model, loss_fn=partial(_hf_loss, hf_model))
+    # HF's model has no chunked loss: its step gets loss_chunk=0, so TrainStep calls loss_fn(x, y), the package's
+    # one cross-entropy of a model's logits (HF's own labels= would shift the targets again)
+    return _contender(b, "GPT2LMHeadModel (HF)", hf_model, loss_fn=logits_loss(lambda x: hf_model(input_ids=x).logits))
 
 
 def _hf_model(cfg: GPTConfig, device: torch.device):
@@ -236,11 +264,6 @@ def _hf_model(cfg: GPTConfig, device: torch.device):
         bos_token_id=cfg.vocab_size - 1, eos_token_id=cfg.vocab_size - 1,
     )
     return GPT2LMHeadModel(hf_cfg).to(device)
-
-
-def _hf_loss(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    logits = model(input_ids=x).logits  # (B, T, V); HF's own labels= would shift again
-    return F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1))
 
 
 def _no_grad(model, x: torch.Tensor, dtype: torch.dtype | None):
@@ -380,8 +403,8 @@ def measure_sampler(b: Bench, calls: int = 100) -> None:
     loader = epoch_loader(b.tokens, b.batch_size, b.seq_len, generator=torch.Generator().manual_seed(0))
     t_dl = _per_call(_Cycle(loader), "cpu", calls)
     row = rows[sizes.index(b.batch_size)]
-    s = b.res["sampler"] = {**row, "dataloader_s": t_dl, "share_of_step": row["random_batch_s"] / b.res["ours"]["step_s"],
-                            "sizes": rows}
+    share = row["random_batch_s"] / b.res["ours"]["step_s"]
+    s = b.res["sampler"] = {**row, "dataloader_s": t_dl, "share_of_step": share, "sizes": rows}
     b.log(f"sampler at B={b.batch_size}: DataLoader {1e6 * t_dl:.1f} us per batch; random_batch is "
           f"{100 * s['share_of_step']:.4f}% of a training step")
 
@@ -445,61 +468,41 @@ def lesson_run(b: Bench) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    """Every flag comes from a field: `CommandOptions` for the command, `BenchOptions` for what is measured."""
     p = argparse.ArgumentParser(prog="python -m gpt_lesson.bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="auto")
-    p.add_argument("--preset", default="model5", choices=list(PRESETS))
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--seq-len", type=int, default=256)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--sweep", default="", help="comma-separated batch sizes, e.g. 4,8,32")
-    p.add_argument("--loss-chunk", type=int, default=None,
-                   help="override the preset's training loss_chunk (0 = full logits)")
-    p.add_argument("--vocab-multiple", type=int, default=None, help="pad the vocabulary to a multiple of this")
-    p.add_argument("--compile", action="store_true", help="also time ours under torch.compile (and compile the lesson run)")
-    p.add_argument("--vocab-variant", type=int, default=64, help="also time ours with the vocabulary padded to a multiple of this (0 = off)")
-    p.add_argument("--chunk-variant", type=int, default=1024,
-                   help="also time ours with the other loss path: full logits if the preset chunks, else chunks of this many rows (0 = off)")
-    p.add_argument("--fused-adamw", choices=["auto", "on", "off"], default="auto")
-    p.add_argument("--no-hf", action="store_true", help="skip the HuggingFace comparison")
-    p.add_argument("--profile", action="store_true", help="also profile one training step: where the time goes")
-    p.add_argument("--gen-tokens", type=int, default=200)
-    p.add_argument("--lesson-steps", type=int, default=0, help="also time a full run of this many batches (500 = the lesson)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: PyTorch's choice)")
-    p.add_argument("--json", default=None, help="write the results here (default: print only)")
+    add_flags(p.add_argument_group("the command"), CommandOptions)
+    add_flags(p.add_argument_group("what to measure (BenchOptions)"), BenchOptions)
     return p
 
 
 def options_from_args(args: argparse.Namespace) -> tuple[GPTConfig, BenchOptions]:
-    """The model config and the options the command line asks for (the preset's, with its overrides)."""
-    overrides = {"context_length": max(args.seq_len, PRESETS[args.preset].model.context_length)}
-    if args.vocab_multiple is not None:
-        overrides["vocab_multiple"] = args.vocab_multiple
-    cfg = preset(args.preset, **overrides)
-    loss_chunk = train_config(args.preset).loss_chunk if args.loss_chunk is None else args.loss_chunk
-    opts = BenchOptions(
-        batch_size=args.batch_size, seq_len=args.seq_len, loss_chunk=loss_chunk, repeats=args.repeats,
-        sweep=tuple(int(b) for b in args.sweep.split(",") if b), hf=not args.no_hf, compile=args.compile,
-        fused_adamw={"auto": None, "on": True, "off": False}[args.fused_adamw], gen_tokens=args.gen_tokens,
-        lesson_steps=args.lesson_steps, profile=args.profile, chunk_variant=args.chunk_variant,
-        vocab_variant=args.vocab_variant,
-    )
-    return cfg, opts
+    """The model config and the options the command line asks for: the preset's model, its context lengthened to
+    ``--seq-len`` and its vocabulary padded as ``--vocab-multiple`` says; ``--loss-chunk`` none: the preset's."""
+    cmd = CommandOptions(**flags_given(args, CommandOptions))
+    opts = BenchOptions(**flags_given(args, BenchOptions))
+    overrides = {"context_length": max(opts.seq_len, PRESETS[cmd.preset].model.context_length)}
+    if cmd.vocab_multiple is not None:
+        overrides["vocab_multiple"] = cmd.vocab_multiple
+    if opts.loss_chunk is None:
+        opts = replace(opts, loss_chunk=train_config(cmd.preset).loss_chunk)
+    return preset(cmd.preset, **overrides), opts
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
+    cmd = CommandOptions(**flags_given(args, CommandOptions))
+    if cmd.threads:
+        torch.set_num_threads(cmd.threads)
+    device = pick_device(cmd.device)
     cfg, opts = options_from_args(args)
     print(f"# gpt_lesson.bench  {time.strftime('%Y-%m-%d')}  torch {torch.__version__}  device {device}  "
-          f"threads {torch.get_num_threads()}  preset {args.preset} (loss_chunk={opts.loss_chunk}, "
+          f"threads {torch.get_num_threads()}  preset {cmd.preset} (loss_chunk={opts.loss_chunk}, "
           f"vocab_multiple={cfg.vocab_multiple})  B={opts.batch_size} T={opts.seq_len}  compile={opts.compile}")
     res = run(device, cfg, opts)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(res, indent=2), encoding="utf-8")
-        print(f"results written to {args.json}")
+    if cmd.json:
+        Path(cmd.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(cmd.json).write_text(json.dumps(res, indent=2), encoding="utf-8")
+        print(f"results written to {cmd.json}")
     return 0
 
 

@@ -1,13 +1,17 @@
-"""Checkpoints: everything a resume needs, written atomically and read back safely.
+"""Checkpoints: the one place that knows their format. Written atomically, read back safely, checked on load.
 
-A checkpoint holds the model config, the weights, the optimizer (and fp16 scaler) state, the step, the
-history, the `TrainConfig` it was trained with and the RNG state of dropout. It holds no sampler state:
-the batches of step s follow from the seed and s alone (`gpt_lesson.training`), on any device, so a run
-saved on a GPU resumes on a CPU and the other way round.
+A checkpoint (format ``gpt_lesson-checkpoint-2``) holds the model config, the weights and a SHA-256 of them, the
+optimizer (and fp16 scaler) state, the step, the history, the `TrainConfig` it was trained with and the RNG state
+of dropout. It holds no sampler state: the batches of step s follow from the seed and s alone
+(`gpt_lesson.training`), on any device, so a run saved on a GPU resumes on a CPU and the other way round.
+
+Files of an older layout are brought to today's by `upgrade`, in memory, when they are read; nothing else in the
+package knows the old layouts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -16,7 +20,12 @@ import torch
 from .fileio import write_atomic
 from .model import GPTConfig, Model5
 
-CHECKPOINT_FORMAT = "gpt_lesson-checkpoint-1"
+CHECKPOINT_FORMAT = "gpt_lesson-checkpoint-2"
+OLD_FORMATS = ("gpt_lesson-checkpoint-1",)
+
+# GPTConfig fields that do not change what a model with given weights computes in evaluation: a checkpoint
+# saved with another value loads, with one line saying so. Every other field must match.
+_TRAINING_ONLY_FIELDS = ("dropout", "gpt2_init", "scaled_residual_init")
 
 
 class NonFiniteWeights(RuntimeError):
@@ -31,6 +40,16 @@ def check_finite_weights(model: torch.nn.Module) -> None:
                 f"parameter {name} holds NaN or inf, so it was not saved (the previous checkpoint is kept). "
                 "Resume from that checkpoint with a lower learning rate or grad_clip=1.0."
             )
+
+
+def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor of a state dict: names, dtypes, shapes and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(memoryview(t.view(-1).view(torch.uint8).numpy()))
+    return h.hexdigest()
 
 
 def save_checkpoint(
@@ -51,10 +70,12 @@ def save_checkpoint(
     rng = {"torch": torch.get_rng_state()}
     if device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(device)
+    weights = model.state_dict()
     state = {
         "format": CHECKPOINT_FORMAT,
         "config": model.config.to_dict(),
-        "model": model.state_dict(),
+        "model": weights,
+        "model_sha256": weights_sha256(weights),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "step": step,
         "history": history.to_dict() if history is not None else None,
@@ -67,8 +88,34 @@ def save_checkpoint(
     return path
 
 
+def upgrade(ckpt: dict) -> dict:
+    """A checkpoint dict of an older layout in today's (format 2), in memory; one of today's comes back as it is.
+
+    Format 1, as written by version 0.1.0: ``loss_chunk`` in the model config (now a training setting, moved into
+    ``train_config`` when there is one), no ``train_config``, and the sampler's generator state in ``rng`` (batches
+    now follow from the seed; dropped). Format 1 before the sampler choice: a ``train_config`` without ``sampler``
+    (those runs drew random batches). Every format 1 file: no checksum (``model_sha256`` None: nothing to verify).
+    """
+    if ckpt.get("format") == CHECKPOINT_FORMAT:
+        return ckpt
+    if ckpt.get("format") not in OLD_FORMATS:
+        raise ValueError(f"unknown checkpoint format {ckpt.get('format')!r}")
+    ckpt = dict(ckpt)
+    config = dict(ckpt["config"])
+    loss_chunk = config.pop("loss_chunk", None)
+    train_config = ckpt.get("train_config")
+    if train_config is not None:
+        train_config = {"sampler": "random", **train_config}
+        if loss_chunk is not None:
+            train_config.setdefault("loss_chunk", loss_chunk)
+    ckpt.update(format=CHECKPOINT_FORMAT, config=config, train_config=train_config, model_sha256=None,
+                rng={k: v for k, v in ckpt["rng"].items() if k != "sampler"})
+    return ckpt
+
+
 def read_checkpoint(path: str | os.PathLike, map_location: torch.device | str = "cpu") -> dict:
-    """Load a checkpoint file safely (``weights_only=True``) and check that it is one of ours."""
+    """Load a checkpoint file safely (``weights_only=True``), check that it is one of ours and that its weights
+    match their checksum, and bring it to today's layout (`upgrade`)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {str(path)!r}; train with checkpoint_path=... first")
@@ -76,8 +123,12 @@ def read_checkpoint(path: str | os.PathLike, map_location: torch.device | str = 
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # pickle errors, zip errors, plain text...
         raise ValueError(f"{str(path)!r} is not a gpt_lesson checkpoint (torch.load failed: {type(e).__name__})") from e
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+    if not isinstance(ckpt, dict) or ckpt.get("format") not in (CHECKPOINT_FORMAT, *OLD_FORMATS):
         raise ValueError(f"{str(path)!r} is not a gpt_lesson checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
+    ckpt = upgrade(ckpt)
+    if ckpt["model_sha256"] is not None and weights_sha256(ckpt["model"]) != ckpt["model_sha256"]:
+        raise ValueError(f"checkpoint {str(path)!r} is damaged: its weights do not match the checksum saved with "
+                         "them (a disk or copy error changed the file). Use an earlier checkpoint or train again.")
     return ckpt
 
 
@@ -86,7 +137,12 @@ def checkpoint_config(path: str | os.PathLike) -> GPTConfig:
     return GPTConfig.from_dict(read_checkpoint(path)["config"])
 
 
-_SHAPE_FIELDS = ("vocab_size", "context_length", "n_layer", "n_head", "n_embd", "vocab_multiple")
+def config_differences(saved: GPTConfig, model: GPTConfig) -> tuple[dict, dict]:
+    """(fields that change what the model computes, fields that do not), each ``{field: (saved, model)}``, where
+    ``saved`` and ``model`` differ."""
+    diff = {k: (v, getattr(model, k)) for k, v in saved.to_dict().items() if v != getattr(model, k)}
+    harmless = {k: v for k, v in diff.items() if k in _TRAINING_ONLY_FIELDS}
+    return {k: v for k, v in diff.items() if k not in harmless}, harmless
 
 
 def load_checkpoint(
@@ -94,17 +150,22 @@ def load_checkpoint(
     model: Model5,
     optimizer: torch.optim.Optimizer | None = None,
     map_location: torch.device | str = "cpu",
+    *,
+    verbose: bool = True,
 ) -> dict:
-    """Load weights (and optimizer state) into ``model``; refuse a checkpoint of another config."""
+    """Load weights (and optimizer state) into ``model``; refuse a checkpoint whose config would make ``model``
+    compute something else. A difference that does not (dropout, the init) is loaded, and one line says so."""
     ckpt = read_checkpoint(path, map_location)
-    saved = GPTConfig.from_dict(ckpt["config"])
-    diff = {f: (getattr(saved, f), getattr(model.config, f)) for f in _SHAPE_FIELDS if getattr(saved, f) != getattr(model.config, f)}
-    if diff:
-        detail = ", ".join(f"{k}: checkpoint {a} vs model {b}" for k, (a, b) in diff.items())
+    refused, harmless = config_differences(GPTConfig.from_dict(ckpt["config"]), model.config)
+    if refused:
+        detail = ", ".join(f"{k}: checkpoint {a!r} vs model {b!r}" for k, (a, b) in refused.items())
         raise ValueError(
             f"checkpoint {str(path)!r} was saved from another config ({detail}). "
             "Build the model with Model5(checkpoint_config(path)) to load it."
         )
+    if harmless and verbose:
+        detail = ", ".join(f"{k}={b!r} (checkpoint: {a!r})" for k, (a, b) in harmless.items())
+        print(f"loaded into a model with {detail}: the same function in evaluation, other training behaviour")
     model.load_state_dict(ckpt["model"])
     if optimizer is not None and ckpt.get("optimizer") is not None:
         optimizer.load_state_dict(ckpt["optimizer"])

@@ -27,44 +27,35 @@ from .model import GPTConfig, Model5
 from .presets import PRESETS, choose_preset, preset, train_config
 from .split import tail_split
 from .tokens import encode
-from .training import History, TrainConfig, TrainingInterrupted, check_resume_settings, per_process_batch, train
+from .config import TrainConfig, add_flags, flags_given, setting
+from .training import History, TrainingInterrupted, per_process_batch, train
 
-# argparse destinations that are TrainConfig fields; None (not given) keeps the preset's or checkpoint's value.
-_TRAIN_ARGS = ("steps", "batch_size", "grad_accum", "seq_len", "lr", "weight_decay", "eval_every", "eval_batches",
-               "grad_clip",
-               "seed", "compile", "checkpoint_every")
+@dataclass(frozen=True)
+class RunOptions:
+    """What ``python -m gpt_lesson`` does besides training; with `TrainConfig`, the source of every flag."""
+
+    preset: str = setting("auto", "model size and its training settings; auto = model5 on a GPU, cpu on a CPU",
+                          choices=("auto", *PRESETS))
+    device: str = setting("auto", "auto, cpu, cuda or cuda:N")
+    book: str = setting("829", "Gutenberg id, URL or local .txt path")
+    raw: bool = setting(False, "train on the raw file (header, licence, CRLF), as the course did")
+    offline: bool = setting(False, "never use the network (cache or shipped copy)")
+    out: str | None = setting(None, "run folder; none: runs/<date-time>", metavar="FOLDER")
+    overwrite: bool = setting(False, "start afresh in an --out folder that holds a run")
+    resume: str | None = setting(None, "continue a run from its checkpoint.pt", metavar="CHECKPOINT")
+    sample_tokens: int = setting(100, "tokens to generate before and after training", metavar="N")
+    progress: bool = setting(True, "show a progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every flag comes from a field: `RunOptions` for the run, `TrainConfig` for the training settings."""
     p = argparse.ArgumentParser(
         prog="python -m gpt_lesson",
         description="Train Model 5 (GPT-2 small) on Gulliver's Travels with random batches, as in the lesson.",
     )
-    p.add_argument("--preset", default="auto", choices=["auto", *PRESETS],
-                   help="model size and its training settings; auto = model5 on a GPU, cpu on a CPU (default: auto)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--steps", type=int, help="random batches to train on (default: 500)")
-    p.add_argument("--batch-size", type=int,
-                   help="the global batch, over all processes (default: the preset's, 16 for model5)")
-    p.add_argument("--grad-accum", type=int,
-                   help="micro-batches per step and process: the same losses in less memory (default: 1)")
-    p.add_argument("--seq-len", type=int, help="default: the preset's (256 for model5)")
-    p.add_argument("--lr", type=float, help="AdamW learning rate (default: 1e-3)")
-    p.add_argument("--weight-decay", type=float, help="default: 0.01")
-    p.add_argument("--eval-every", type=int, help="test loss every this many steps (default: 100)")
-    p.add_argument("--eval-batches", type=int, help="test batches averaged per evaluation (default: 8)")
-    p.add_argument("--grad-clip", type=float, help="clip the gradient norm to this (default: no clipping)")
-    p.add_argument("--seed", type=int, help="seed of the weights, the batches and dropout (default: 1337)")
-    p.add_argument("--checkpoint-every", type=int, default=100, help="save the checkpoint every N steps (default: 100)")
-    p.add_argument("--book", default="829", help="Gutenberg id, URL or local .txt path (default: 829)")
-    p.add_argument("--raw", action="store_true", help="train on the raw file (header, licence, CRLF), as the course did")
-    p.add_argument("--offline", action="store_true", help="never use the network (cache or shipped copy)")
-    p.add_argument("--out", default=None, help="run folder (default: runs/<date-time>)")
-    p.add_argument("--overwrite", action="store_true", help="start afresh in an --out folder that holds a run")
-    p.add_argument("--resume", default=None, metavar="CHECKPOINT", help="continue a run from its checkpoint.pt")
-    p.add_argument("--sample-tokens", type=int, default=100, help="tokens to generate before and after")
-    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the training step (GPU)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_flags(p.add_argument_group("the run"), RunOptions)
+    add_flags(p.add_argument_group("training settings (TrainConfig; a flag not given keeps the preset's or the "
+                                   "checkpoint's value)"), TrainConfig, keep_unset=True, default_note="TrainConfig's ")
     return p
 
 
@@ -88,19 +79,19 @@ def plan(args: argparse.Namespace) -> Plan:
     if args.resume:
         ckpt = read_checkpoint(args.resume)
         model_cfg, name, why = GPTConfig.from_dict(ckpt["config"]), "checkpoint", f"config read from {args.resume}"
-        saved = ckpt.get("train_config")
+        saved = ckpt["train_config"]
         base = TrainConfig.from_dict(saved) if saved else TrainConfig(seq_len=model_cfg.context_length)
     else:
         name, why = choose_preset(device) if args.preset == "auto" else (args.preset, "chosen with --preset")
         model_cfg, base = preset(name), train_config(name)
-    given = {k: getattr(args, k) for k in _TRAIN_ARGS if getattr(args, k) is not None}
-    tc = base.with_overrides(**given)
+    tc = base.with_overrides(**flags_given(args, TrainConfig))
     tc.seq_len_for(model_cfg)
     per_process_batch(tc, dist.world_size)
     if args.resume:
-        check_resume_settings(ckpt.get("train_config"), tc, args.resume)
+        tc.check_resumable_from(ckpt["train_config"], args.resume)
     if args.resume and ckpt["step"] > tc.steps:
-        raise ValueError(f"the checkpoint is at step {ckpt['step']}, past --steps {tc.steps}; ask for --steps >= {ckpt['step']}")
+        raise ValueError(f"the checkpoint is at step {ckpt['step']}, past --steps {tc.steps}; "
+                         f"ask for --steps >= {ckpt['step']}")
     if args.sample_tokens < 0:
         raise ValueError(f"--sample-tokens must be >= 0, got {args.sample_tokens}")
     out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
@@ -170,7 +161,7 @@ def _run(args: argparse.Namespace, p: Plan) -> int:
         print("\n--- before training ---\n" + before + "\n")
     try:
         history = train(model, train_tokens, test_tokens, p.train, device=p.device, dist=p.dist,
-                        progress=not args.no_progress, checkpoint_path=p.out / "checkpoint.pt", resume_from=args.resume)
+                        progress=args.progress, checkpoint_path=p.out / "checkpoint.pt", resume_from=args.resume)
     except TrainingInterrupted as e:
         hint = f"; continue with: python -m gpt_lesson --resume {e.checkpoint}" if e.step > 0 else ""
         say(f"\ninterrupted at step {e.step}{hint}", file=sys.stderr)
@@ -215,12 +206,14 @@ def _write_run(p: Plan, history: History, before: str, after: str, data: dict) -
 
     plot_losses(history).savefig(p.out / "loss.png", dpi=120)
     (p.out / "samples.txt").write_text(
-        (f"--- before training ---\n{before}\n\n" if before else "") + f"--- after training ---\n{after}\n", encoding="utf-8"
+        (f"--- before training ---\n{before}\n\n" if before else "") + f"--- after training ---\n{after}\n",
+        encoding="utf-8",
     )
     seq_len = p.train.seq_len_for(p.model)
     metrics = {
         "preset": p.name, "config": p.model.to_dict(), "train_config": p.train.to_dict(), "device": str(p.device),
-        "world_size": p.dist.world_size, "steps": p.train.steps, "batch_size": p.train.batch_size, "seq_len": seq_len, **data,
+        "world_size": p.dist.world_size, "steps": p.train.steps, "batch_size": p.train.batch_size, "seq_len": seq_len,
+        **data,
         "history": history.to_dict(),
     }
     (p.out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False), encoding="utf-8")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -48,3 +50,19 @@ def describe_runtime(device: torch.device | str | None = None) -> str:
         return f"{where} runtime, GPU {name}, training in {str(dt).replace('torch.', '')} autocast"
     hint = " (in Colab: Runtime > Change runtime type > T4 GPU)" if in_colab() else ""
     return f"{where} runtime, CPU only, {torch.get_num_threads()} threads, training in float32{hint}"
+
+
+@contextmanager
+def tf32_matmuls(device: torch.device | str) -> Iterator[None]:
+    """On CUDA, fp32 matmuls on tensor cores (TF32, Ampere and newer) inside the block; the previous settings come
+    back after it, so library code leaves PyTorch's global switches as it found them. Nothing on a CPU."""
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    before = (matmul.allow_tf32, cudnn.allow_tf32)
+    matmul.allow_tf32 = cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32 = before

@@ -25,7 +25,6 @@ import torch.distributed as tdist
 from torch.nn.parallel import DistributedDataParallel
 
 from .device import pick_device
-from .step import chunked_call
 
 # Long enough for rank 0 to write a Model 5 checkpoint (~1.5 GB) while the others wait at the next step.
 DEFAULT_TIMEOUT = timedelta(minutes=10)
@@ -155,7 +154,7 @@ class LossModule(torch.nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, chunk: int = 0) -> torch.Tensor:
-        return chunked_call(self.model.loss, x, y, chunk)
+        return self.model.loss(x, y, chunk=chunk)
 
 
 def ddp_loss(model: torch.nn.Module, ctx: DistContext) -> DistributedDataParallel:

@@ -3,16 +3,19 @@ ever holding all (rows, V) logits (823 MB of them for Model 5 at 16x256 in fp32)
 
 Written for fp32 (training on the CPU, where it is the fastest path measured: docs/performance.md).
 `Model5.loss` uses it only when asked (``chunk > 0``) and refuses it under autocast, where the plain
-path with bf16/fp16 logits is the fast one. `gpt_lesson.step.TrainStep` makes that choice, in one place.
+path with bf16/fp16 logits is the fast one. `gpt_lesson.step.LossPath` makes that choice, in one place.
+Targets equal to ``IGNORE_INDEX`` (-100, PyTorch's) take no part, as in ``F.cross_entropy``.
 """
 
 from __future__ import annotations
 
 import torch
 
+IGNORE_INDEX = -100
+
 
 class _ChunkedCE(torch.autograd.Function):
-    """Cross-entropy of ``(h @ W.T) * scale`` against targets, a chunk of rows at a time.
+    """Mean cross-entropy of ``(h @ W.T) * scale`` against targets, a chunk of rows at a time.
 
     The forward pass computes the loss and, while each chunk's probabilities are at hand, the
     gradients for h and W, so no (rows, V) tensor outlives one chunk. Backward only scales them.
@@ -20,33 +23,36 @@ class _ChunkedCE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, h, weight, targets, vocab_size: int, scale: float, chunk: int):  # type: ignore[override]
-        n = h.shape[0]
         w = weight[:vocab_size]  # (V, C); padded rows take no part
         grad_h = torch.empty_like(h) if h.requires_grad else None
         grad_w = torch.zeros_like(weight) if weight.requires_grad else None
         total = torch.zeros((), dtype=torch.float32, device=h.device)
-        for a in range(0, n, chunk):
+        for a in range(0, h.shape[0], chunk):
             hc, tc = h[a : a + chunk], targets[a : a + chunk]
+            keep = tc != IGNORE_INDEX  # (c,)
+            tc = tc.masked_fill(~keep, 0)
             logits = (hc @ w.t()).float()  # (c, V)
             if scale != 1.0:
                 logits.mul_(scale)
             lse = torch.logsumexp(logits, dim=1)  # (c,)
-            total += (lse - logits.gather(1, tc[:, None]).squeeze(1)).sum()
+            total += ((lse - logits.gather(1, tc[:, None]).squeeze(1)) * keep).sum()
             if grad_h is None and grad_w is None:
                 continue
-            # d(loss_sum)/d(logits) = softmax - onehot, computed in place in the logits buffer
+            # d(loss_sum)/d(logits) = softmax - onehot, computed in place in the logits buffer; 0 for ignored rows
             probs = logits.sub_(lse[:, None]).exp_()
             probs[torch.arange(len(tc), device=h.device), tc] -= 1.0
             if scale != 1.0:
                 probs.mul_(scale)
+            if not keep.all():
+                probs[~keep] = 0.0
             g = probs.to(h.dtype)
             if grad_h is not None:
                 torch.mm(g, w, out=grad_h[a : a + chunk])
             if grad_w is not None:
                 grad_w[:vocab_size].addmm_(g.t(), hc)
         ctx.save_for_backward(grad_h, grad_w)
-        ctx.n = n
-        return total / n
+        ctx.n = (targets != IGNORE_INDEX).sum().item()
+        return total / ctx.n  # NaN when every target is ignored, as F.cross_entropy
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
@@ -62,10 +68,35 @@ class _ChunkedCE(torch.autograd.Function):
         )
 
 
+@torch.no_grad()
+def _row_losses(h, weight, targets, vocab_size: int, scale: float, chunk: int) -> torch.Tensor:
+    """(N,) the loss of each row (0 where the target is ignored), a chunk at a time; no gradient."""
+    w = weight[:vocab_size]
+    out = torch.empty(h.shape[0], dtype=torch.float32, device=h.device)
+    for a in range(0, h.shape[0], chunk):
+        tc = targets[a : a + chunk]
+        keep = tc != IGNORE_INDEX
+        logits = (h[a : a + chunk] @ w.t()).float() * scale  # (c, V)
+        picked = logits.gather(1, tc.masked_fill(~keep, 0)[:, None]).squeeze(1)
+        out[a : a + chunk] = (torch.logsumexp(logits, dim=1) - picked) * keep
+    return out
+
+
 def chunked_cross_entropy(
-    h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, *, vocab_size: int, scale: float = 1.0, chunk: int = 1024
+    h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, *, vocab_size: int, scale: float = 1.0,
+    chunk: int = 1024, reduction: str = "mean",
 ) -> torch.Tensor:
-    """Mean cross-entropy of the logits ``(h @ weight[:vocab_size].T) * scale``; h (N, C), targets (N,)."""
+    """Cross-entropy of the logits ``(h @ weight[:vocab_size].T) * scale``; h (N, C), targets (N,).
+
+    ``reduction="mean"``: the mean over the targets that are not ignored (a scalar, with gradients);
+    ``"none"``: (N,) per row, for evaluation only (no gradient).
+    """
+    if reduction == "none":
+        if torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad):
+            raise ValueError("reduction='none' of the chunked loss is for evaluation: call it under torch.no_grad()")
+        return _row_losses(h, weight, targets, vocab_size, scale, chunk)
+    if reduction != "mean":
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
     if not torch.is_grad_enabled():  # evaluation: the forward pass need not precompute any gradient
         h, weight = h.detach(), weight.detach()
     return _ChunkedCE.apply(h, weight, targets, vocab_size, scale, chunk)

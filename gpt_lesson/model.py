@@ -22,10 +22,6 @@ import torch.nn.functional as F
 from .loss import chunked_cross_entropy
 
 
-# Fields that older checkpoints hold in their model config and that are now training settings (TrainConfig).
-_MOVED_TO_TRAIN_CONFIG = ("loss_chunk",)
-
-
 @dataclass(frozen=True)
 class GPTConfig:
     vocab_size: int = 50257
@@ -57,7 +53,8 @@ class GPTConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.gelu_approximate not in ("none", "tanh"):
-            raise ValueError(f"gelu_approximate must be 'none' (exact GELU) or 'tanh' (GPT-2's), got {self.gelu_approximate!r}")
+            raise ValueError(f"gelu_approximate must be 'none' (exact GELU) or 'tanh' (GPT-2's), "
+                             f"got {self.gelu_approximate!r}")
         if self.scaled_residual_init and not self.gpt2_init:
             raise ValueError("scaled_residual_init scales GPT-2's init; it needs gpt2_init=True")
 
@@ -71,7 +68,6 @@ class GPTConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "GPTConfig":
-        d = {k: v for k, v in d.items() if k not in _MOVED_TO_TRAIN_CONFIG}  # checkpoints of version 0.1.0
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -210,26 +206,34 @@ class Model5(nn.Module):
         out = self._head(self.hidden(idx, cache))
         return F.log_softmax(out, dim=-1) if self.config.log_softmax_output else out
 
-    def loss(self, idx: torch.Tensor, targets: torch.Tensor, *, chunk: int = 0) -> torch.Tensor:
-        """Mean next-token cross-entropy over (B, T); log-softmax output + NLL gives the same value.
+    def loss(self, idx: torch.Tensor, targets: torch.Tensor, *, chunk: int = 0,
+             reduction: str = "mean") -> torch.Tensor:
+        """Next-token cross-entropy of idx (B, T) against targets (B, T); log-softmax output + NLL gives the same.
 
+        ``reduction="mean"``: the mean over every target (a scalar); ``"none"``: (B, T), the loss of each token.
+        Targets of -100 (PyTorch's ``ignore_index``) take no part (their "none" loss is 0).
         ``chunk=0``: the plain path, all (B, T, V) logits at once. ``chunk > 0``: the head and the loss this
         many rows at a time (`gpt_lesson.loss`), in fp32 only: under autocast it is refused.
         """
+        if reduction not in ("mean", "none"):
+            raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
         h = self.hidden(idx)  # (B, T, C)
         if chunk:
             if _autocast_on(h.device):
                 raise ValueError("the chunked loss is written for fp32; under autocast use chunk=0")
-            return chunked_cross_entropy(
+            loss = chunked_cross_entropy(
                 h.view(-1, h.size(-1)),
                 self.lm_head.weight,
                 targets.reshape(-1),
                 vocab_size=self.config.vocab_size,
                 scale=1 / math.sqrt(self.config.n_embd) if self.config.scale_logits else 1.0,
                 chunk=chunk,
+                reduction=reduction,
             )
-        logits = self._head(h)
-        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
+        else:
+            logits = self._head(h)
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), reduction=reduction)
+        return loss if reduction == "mean" else loss.view(targets.shape)
 
 
 def _autocast_on(device: torch.device) -> bool:
@@ -289,6 +293,7 @@ def load_gpt2_state_dict(model: Model5, state_dict: dict[str, torch.Tensor]) -> 
                 ours[k][: v.shape[0]].copy_(v)  # padded vocabulary: the extra rows keep their values
                 continue
             if v.shape != ours[k].shape:
-                raise ValueError(f"{k}: shape {tuple(v.shape)} does not fit {tuple(ours[k].shape)}; compare the configs")
+                raise ValueError(f"{k}: shape {tuple(v.shape)} does not fit {tuple(ours[k].shape)}; "
+                                 "compare the configs")
             ours[k].copy_(v)
     return model

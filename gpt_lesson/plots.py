@@ -35,18 +35,32 @@ def plot_losses(
     ax.plot(range(len(history.train_loss)), history.train_loss, lw=1, alpha=0.8, label="train (each batch)")
     if history.test_loss:
         ax.plot(history.eval_steps, history.test_loss, "o-", lw=2, label="test (mean of several batches)")
-    for (label, value), color in zip((baselines or {}).items(), ["tab:gray", "tab:purple", "tab:brown", "tab:olive"] * 4):
+    colors = ["tab:gray", "tab:purple", "tab:brown", "tab:olive"] * 4
+    for (label, value), color in zip((baselines or {}).items(), colors):
         ax.axhline(value, ls="--", lw=1, color=color, label=f"{label}: {value:.2f}")
     ax.set_xlabel("step (random batch)")
     ax.set_ylabel("cross-entropy loss (nats/token)")
     if log_scale:
         ax.set_yscale("log")
     if tokens_per_step is not None:
-        per_step = tokens_per_step / epoch_tokens
-        top = ax.secondary_xaxis("top", functions=(lambda s: s * per_step, lambda e: e / per_step))
-        top.set_xlabel("epochs: tokens seen / training tokens")
+        add_epoch_axis(ax, tokens_per_step / epoch_tokens, "epochs: tokens seen / training tokens")
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    return finish(fig, ax, legend_size=8)
+
+
+def add_epoch_axis(ax, epochs_per_x: float, label: str) -> None:
+    """A second x axis on top, in epochs: the bottom axis's value times ``epochs_per_x``."""
+    top = ax.secondary_xaxis("top", functions=(lambda x: x * epochs_per_x, lambda e: e / epochs_per_x))
+    top.set_xlabel(label)
+
+
+def finish(fig: Figure, ax, *, xlabel: str | None = None, ylabel: str | None = None, legend_size=None) -> Figure:
+    """Labels (when given), legend, a light grid and a tight layout: how every line plot of the series ends."""
+    if xlabel is not None:
+        ax.set_xlabel(xlabel)
+    if ylabel is not None:
+        ax.set_ylabel(ylabel)
+    ax.legend(fontsize=legend_size)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
@@ -79,3 +93,8 @@ def plot_coverage(counts: dict[str, torch.Tensor], *, max_count: int = 12, ax=No
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def new_axes(ax=None, figsize: tuple[float, float] = (8, 4)):
+    """(figure, axes): a new figure of ``figsize``, or the given axes and their figure."""
+    return (ax.figure, ax) if ax is not None else plt.subplots(figsize=figsize)

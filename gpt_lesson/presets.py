@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from .model import GPTConfig
-from .training import TrainConfig
+from .config import TrainConfig
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ optimizer step (through the gradient scaler). Also the two small context helpers
 from __future__ import annotations
 
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
@@ -44,16 +45,27 @@ def make_adamw(model: torch.nn.Module, *, lr: float, weight_decay: float, fused:
     return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
 
 
-def loss_chunk_for(loss_chunk: int, dtype: torch.dtype | None) -> int:
-    """The loss path, chosen here and nowhere else: the chunked fp32 head + loss when training in fp32
-    and ``loss_chunk > 0``; the plain path (all logits, in bf16/fp16) under autocast."""
-    return loss_chunk if dtype is None else 0
+@dataclass(frozen=True)
+class LossPath:
+    """How a run computes its loss, decided once (`for_run`) and used by the training step and the evaluation:
+    under autocast to ``dtype`` (None: fp32), with the chunked fp32 head + loss when ``chunk > 0``.
 
+    ``path(loss_fn, x, y)`` calls ``loss_fn(x, y)``, passing ``chunk=`` only when it is on, so a plain
+    ``(x, y) -> loss`` (HuggingFace's, a DDP wrapper) works unchanged.
+    """
 
-def chunked_call(loss_fn: Callable[..., torch.Tensor], x: torch.Tensor, y: torch.Tensor, chunk: int) -> torch.Tensor:
-    """``loss_fn(x, y)``, passing ``chunk=`` only when it is on, so a plain ``(x, y) -> loss`` (HuggingFace's,
-    a DDP wrapper) works unchanged."""
-    return loss_fn(x, y, chunk=chunk) if chunk else loss_fn(x, y)
+    dtype: torch.dtype | None = None
+    chunk: int = 0
+
+    @classmethod
+    def for_run(cls, loss_chunk: int, dtype: torch.dtype | None) -> "LossPath":
+        """The chunked fp32 head + loss when training in fp32 and ``loss_chunk > 0``; the plain path (all logits,
+        in bf16/fp16) under autocast, where it is the fast one."""
+        return cls(dtype, loss_chunk if dtype is None else 0)
+
+    def __call__(self, loss_fn: Callable[..., torch.Tensor], x: torch.Tensor, y: torch.Tensor, **kw) -> torch.Tensor:
+        with autocast(x.device.type, self.dtype):
+            return loss_fn(x, y, chunk=self.chunk, **kw) if self.chunk else loss_fn(x, y, **kw)
 
 
 class TrainStep:
@@ -61,7 +73,7 @@ class TrainStep:
 
     - ``dtype``: autocast dtype (None: fp32). fp16 gets a gradient scaler, which is a no-op otherwise.
     - ``grad_clip``: clip the global gradient norm to this value (None: no clipping).
-    - ``loss_chunk``: rows per chunk of the fp32 loss (see `loss_chunk_for`); ``compile``: torch.compile the loss.
+    - ``loss_chunk``: rows per chunk of the fp32 loss (see `LossPath.for_run`); ``compile``: torch.compile the loss.
     - ``loss_fn``: use this ``(x, y) -> loss`` instead of ``model.loss`` (the benchmark's HuggingFace model).
     - ``grad_accum``: split the batch into this many micro-batches of B / grad_accum rows, backward each,
       then make one update: the gradients (and the returned loss) of the whole batch, in less memory.
@@ -90,14 +102,13 @@ class TrainStep:
         self.grad_accum, self.ddp = grad_accum, ddp
         self.device_type = next(model.parameters()).device.type
         self.scaler = torch.amp.GradScaler(self.device_type, enabled=dtype == torch.float16)
-        self.chunk = loss_chunk_for(loss_chunk, dtype)
+        self.path = LossPath.for_run(loss_chunk, dtype)
         fn = ddp if ddp is not None else loss_fn if loss_fn is not None else model.loss
         self.loss_fn = torch.compile(fn) if compile else fn
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The loss of (x, y) under this step's autocast (with gradients, without an update)."""
-        with autocast(self.device_type, self.dtype):
-            return chunked_call(self.loss_fn, x, y, self.chunk)
+        return self.path(self.loss_fn, x, y)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         k = self.grad_accum

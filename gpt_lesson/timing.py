@@ -42,7 +42,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_it(fn: Callable[[], object], device: torch.device | str = "cpu", *, warmup: int = 1, repeats: int = 5) -> Timing:
+def time_it(fn: Callable[[], object], device: torch.device | str = "cpu", *, warmup: int = 1,
+            repeats: int = 5) -> Timing:
     """Time ``fn()`` ``repeats`` times after ``warmup`` untimed calls, synchronizing on CUDA."""
     return time_interleaved({"fn": fn}, device, warmup=warmup, repeats=repeats)["fn"]
 
@@ -69,7 +70,8 @@ def time_interleaved(
     return {name: Timing(tuple(t)) for name, t in times.items()}
 
 
-def time_forward(model: torch.nn.Module, x: torch.Tensor, *, warmup: int = 1, repeats: int = 5, dtype: torch.dtype | None = None) -> Timing:
+def time_forward(model: torch.nn.Module, x: torch.Tensor, *, warmup: int = 1, repeats: int = 5,
+                 dtype: torch.dtype | None = None) -> Timing:
     """Median time of ``model(x)`` without gradients; ``dtype`` runs it under CUDA autocast."""
 
     def run() -> None:
@@ -88,7 +90,8 @@ def time_train_step(
     return time_it(lambda: step(x, y), x.device, warmup=warmup, repeats=repeats)
 
 
-def matmul_ceiling(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int = 5) -> float:
+def matmul_ceiling(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, n: int = 2048,
+                   repeats: int = 5) -> float:
     """Measured FLOP/s of an n×n by n×n matrix product: the practical peak that MFU is taken against."""
     device = torch.device(device)
     a = torch.randn(n, n, device=device, dtype=dtype)

@@ -72,9 +72,11 @@ def check_tokens(tokens: torch.Tensor, name: str = "tokens", *, vocab_size: int 
     """Raise a clear error unless ``tokens`` is a 1-D integer tensor (what `encode` returns); with ``vocab_size``,
     also unless every id is in 0 … vocab_size - 1 (one pass over the tensor: call it once, not per batch)."""
     if not isinstance(tokens, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of token ids (use gpt_lesson.encode), got {type(tokens).__name__}")
+        raise TypeError(f"{name} must be a torch.Tensor of token ids (use gpt_lesson.encode), "
+                        f"got {type(tokens).__name__}")
     if tokens.dim() != 1:
-        raise ValueError(f"{name} must be 1-D (N,), got shape {tuple(tokens.shape)}; flatten it with tokens.reshape(-1)")
+        raise ValueError(f"{name} must be 1-D (N,), got shape {tuple(tokens.shape)}; "
+                         "flatten it with tokens.reshape(-1)")
     if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
         raise TypeError(f"{name} must hold integer ids, got dtype {tokens.dtype}; convert with tokens.long()")
     if vocab_size is not None and tokens.numel():

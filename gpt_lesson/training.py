@@ -1,32 +1,40 @@
 """Step 06: train Model 5 on random batches, evaluate, keep a history, save and resume checkpoints.
 
-Every training setting is a field of `TrainConfig` (the lesson's defaults: batch 16, AdamW with lr 1e-3
-and weight decay 0.01, 500 random batches, test loss at step 0 and every 100 steps). Unlike the course,
-the test loss is a mean over several test batches (one 16×256 batch is a noisy estimate), and the same
-test batches are used at every evaluation, so the points of the curve differ only because the model changed.
+Every training setting is a field of `gpt_lesson.config.TrainConfig` (the lesson's defaults: batch 16, AdamW
+with lr 1e-3 and weight decay 0.01, 500 random batches, test loss at step 0 and every 100 steps). Unlike the
+course, the test loss is a mean over several test batches (one 16×256 batch is a noisy estimate), and the same
+test batches are used at every evaluation (`gpt_lesson.evaluation.EvalSet`).
 
-The random start positions of every step are drawn up front, on the CPU, from a generator seeded with
-``config.seed``: the batch of step s depends on the seed and s only, whatever the device, and a resumed
-run draws exactly the batches an unbroken one would have.
+`Trainer` is one run, which can be run in stretches (`Trainer.run_to`) and calls back at evaluations and saves;
+`train` builds one and runs it to the end. The random start positions of every step are drawn up front, on the
+CPU, from a generator seeded with ``config.seed``: the batch of step s depends on the seed and s only, whatever
+the device, so a run trained in stretches, or resumed from a checkpoint, draws exactly the batches of an
+unbroken one.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from .batches import SAMPLERS, batch_starts, gather_windows, random_batch, random_starts
+from .batches import batch_starts, gather_windows
 from .checkpoints import load_checkpoint, save_checkpoint
-from .device import autocast_dtype
-from .distributed import DistContext, all_reduce_mean, all_reduce_sum, ddp_loss
-from .model import GPTConfig, Model5
-from .step import TrainStep, autocast, chunked_call, eval_mode, loss_chunk_for, make_adamw
+from .config import TrainConfig
+from .device import autocast_dtype, tf32_matmuls
+from .distributed import DistContext, all_reduce_mean, ddp_loss
+from .evaluation import EvalSet, evaluate, mean_loss
+from .model import Model5
+from .step import TrainStep, make_adamw
 from .tokens import check_tokens
+
+__all__ = ["History", "TrainConfig", "Trainer", "TrainingDiverged", "TrainingInterrupted", "evaluate",
+           "per_process_batch", "train"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -39,93 +47,6 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, message: str, *, step: int, checkpoint=None) -> None:
         super().__init__(message)
         self.step, self.checkpoint = step, checkpoint
-
-
-_POSITIVE_INTS = ("steps", "batch_size", "grad_accum", "eval_every", "eval_batches")
-# Settings that decide which batches a run sees: a resumed run must keep them.
-_FIXED_ON_RESUME = ("seed", "batch_size", "seq_len", "eval_batches", "sampler")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Every setting of a training run, validated here, saved in checkpoints and in ``metrics.json``."""
-
-    steps: int = 500  # random batches to train on
-    batch_size: int = 16  # the global batch: the rows each step's loss is the mean over, whatever the processes
-    grad_accum: int = 1  # micro-batches per step and process (same losses, less memory)
-    seq_len: int | None = None  # tokens per window; None: the model's context length
-    lr: float = 1e-3  # AdamW, as the course
-    weight_decay: float = 0.01
-    eval_every: int = 100  # test loss at step 0, every this many steps, and at the end
-    eval_batches: int = 8  # test batches averaged per evaluation (the course used 1)
-    seed: int = 1337  # the batches, the test batches and dropout
-    amp: bool = True  # on CUDA: bf16 autocast where native (compute capability >= 8.0), else fp16 + scaler
-    grad_clip: float | None = None  # clip the gradient norm to this; None: no clipping
-    compile: bool = False  # torch.compile the loss (forward and backward)
-    fused: bool = True  # AdamW's fused kernel where PyTorch has it
-    loss_chunk: int = 0  # fp32 only: head + loss this many rows at a time (`gpt_lesson.step.loss_chunk_for`)
-    checkpoint_every: int | None = None  # also save every this many steps (with a checkpoint path)
-    sampler: str = "random"  # the lesson's; or "epoch", "without_replacement" (`gpt_lesson.batches.batch_starts`)
-
-    def __post_init__(self) -> None:
-        for name in _POSITIVE_INTS:
-            _require(name, getattr(self, name), _is_int(getattr(self, name)) and getattr(self, name) >= 1, "a positive integer")
-        for name in ("seq_len", "checkpoint_every"):
-            v = getattr(self, name)
-            _require(name, v, v is None or (_is_int(v) and v >= 1), "a positive integer or None")
-        _require("lr", self.lr, _is_number(self.lr) and self.lr >= 0, "a number >= 0 (the lesson's is 1e-3)")
-        _require("weight_decay", self.weight_decay, _is_number(self.weight_decay) and self.weight_decay >= 0, "a number >= 0")
-        _require("grad_clip", self.grad_clip, self.grad_clip is None or (_is_number(self.grad_clip) and self.grad_clip > 0),
-                 "a positive number or None (a negative clip would turn training into gradient ascent)")
-        _require("loss_chunk", self.loss_chunk, _is_int(self.loss_chunk) and self.loss_chunk >= 0, "0 (off) or a positive row count")
-        _require("grad_accum", self.grad_accum, self.batch_size % self.grad_accum == 0,
-                 f"a divisor of batch_size={self.batch_size} (each micro-batch gets batch_size / grad_accum rows)")
-        _require("seed", self.seed, _is_int(self.seed) and self.seed >= 0, "an integer >= 0")
-        for name in ("amp", "compile", "fused"):
-            _require(name, getattr(self, name), isinstance(getattr(self, name), bool), "True or False")
-        _require("sampler", self.sampler, self.sampler in SAMPLERS, f"one of {', '.join(map(repr, SAMPLERS))}")
-
-    def seq_len_for(self, model_config: GPTConfig) -> int:
-        """The window length this run uses with a model of ``model_config``; past its context is an error."""
-        seq_len = model_config.context_length if self.seq_len is None else self.seq_len
-        if seq_len > model_config.context_length:
-            raise ValueError(
-                f"seq_len={seq_len} exceeds the model's context_length={model_config.context_length}; "
-                f"use seq_len <= {model_config.context_length}"
-            )
-        return seq_len
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
-
-    def with_overrides(self, **overrides) -> "TrainConfig":
-        """A copy with some fields changed; an unknown name is an error that lists the known ones."""
-        unknown = set(overrides) - {f.name for f in fields(self)}
-        if unknown:
-            raise TypeError(f"unknown training setting(s) {sorted(unknown)}; TrainConfig has: "
-                            f"{', '.join(f.name for f in fields(self))}")
-        return replace(self, **overrides)
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _require(name: str, value, ok: bool, what: str) -> None:
-    if not ok:
-        raise ValueError(f"TrainConfig.{name} must be {what}, got {value!r}")
 
 
 @dataclass
@@ -147,50 +68,175 @@ class History:
         return {**asdict(self), "tokens_per_s": self.tokens_per_s}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "History":
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+    def from_dict(cls, d: dict) -> History:
+        """A history read back from a checkpoint; fields it does not hold keep their defaults."""
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
-@torch.no_grad()
-def evaluate(
-    model: Model5,
-    tokens: torch.Tensor,
-    *,
-    batch_size: int = 16,
-    seq_len: int = 256,
-    n_batches: int = 8,
-    seed: int = 0,
-    dtype: torch.dtype | None = None,
-    allowed: torch.Tensor | None = None,
-    loss_chunk: int = 0,
-    micro_batches: int = 1,
-    dist: DistContext | None = None,
-) -> float:
-    """Mean loss over ``n_batches`` random batches of ``tokens``; the same batches for the same seed.
+EvalCallback = Callable[["Trainer", int, float], None]  # (trainer, step, test loss)
+SaveCallback = Callable[["Trainer", int, Path], None]  # (trainer, step, checkpoint path)
 
-    ``micro_batches``: compute each batch in this many equal pieces (the memory of a training micro-batch).
-    With a distributed ``dist``, rank r evaluates batches r, r + N, … and the sum is all-reduced: every rank
-    returns the mean over all ``n_batches``.
+
+class Trainer:
+    """One training run of ``model`` on ``train_tokens``, which can be run in stretches.
+
+    - ``run_to(step)`` trains up to that step (evaluating at step 0, every ``config.eval_every`` steps and at
+      ``config.steps``); ``run()`` to the end. Stretches give the losses of one unbroken run.
+    - ``on_eval(trainer, step, loss)`` is called after each evaluation, ``on_save(trainer, step, path)`` after each
+      save: a notebook or an experiment hooks in there instead of stopping and resuming.
+    - The other arguments are those of `train`, which builds a Trainer and runs it.
     """
-    if n_batches < 1:
-        raise ValueError(f"n_batches must be >= 1, got {n_batches} (a mean over no batch is NaN)")
-    if batch_size % micro_batches:
-        raise ValueError(f"batch_size={batch_size} does not split into micro_batches={micro_batches} equal pieces")
-    device = next(model.parameters()).device
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    chunk = loss_chunk_for(loss_chunk, dtype)
-    total = torch.zeros((), device=device)
-    rank, world_size = (dist.rank, dist.world_size) if dist is not None and dist.distributed else (0, 1)
-    with eval_mode(model):
-        for i in range(n_batches):
-            if i % world_size != rank:  # another rank's batch: drawn all the same, so g stays in step
-                random_starts(len(tokens), batch_size, seq_len, generator=g, allowed=allowed)
-                continue
-            x, y = random_batch(tokens, batch_size, seq_len, generator=g, device=device, allowed=allowed)
-            for xm, ym in zip(x.split(batch_size // micro_batches), y.split(batch_size // micro_batches)):
-                with autocast(device.type, dtype):
-                    total += chunked_call(model.loss, xm, ym, chunk).float() / micro_batches
-    return (all_reduce_sum(total, dist) / n_batches).item()
+
+    def __init__(self, model: Model5, train_tokens: torch.Tensor, test_tokens: torch.Tensor | None = None,
+                 config: TrainConfig | None = None, *, device: torch.device | str | None = None,
+                 progress: bool = True, checkpoint_path: str | os.PathLike | None = None,
+                 resume_from: str | os.PathLike | None = None, allowed: torch.Tensor | None = None,
+                 dist: DistContext | None = None, on_eval: EvalCallback | None = None,
+                 on_save: SaveCallback | None = None) -> None:
+        self.config = c = config if config is not None else TrainConfig()
+        check_tokens(train_tokens, "train_tokens", vocab_size=model.config.vocab_size)
+        if test_tokens is not None:
+            check_tokens(test_tokens, "test_tokens", vocab_size=model.config.vocab_size)
+        self.seq_len = c.seq_len_for(model.config)
+        self.dist = dist if dist is not None else DistContext(torch.device("cpu"))
+        self.device = _run_device(model, device, self.dist)
+        rows = per_process_batch(c, self.dist.world_size)
+        self.rows = slice(self.dist.rank * rows, (self.dist.rank + 1) * rows)  # this process's rows of every batch
+        self.model = model.to(self.device)
+        dtype = autocast_dtype(self.device) if c.amp else None
+        optimizer = make_adamw(model, lr=c.lr, weight_decay=c.weight_decay, fused=c.fused)
+        self.step_fn = TrainStep(model, optimizer, dtype=dtype, grad_clip=c.grad_clip, loss_chunk=c.loss_chunk,
+                                 compile=c.compile, grad_accum=c.grad_accum,
+                                 ddp=ddp_loss(model, self.dist) if self.dist.distributed else None)
+        # Keep the text where the model is: batches are then gathered there, no copy per step.
+        self.train_tokens = train_tokens.to(self.device, torch.long)
+        self.test_set = None if test_tokens is None else EvalSet.random(
+            test_tokens.to(self.device), batch_size=c.batch_size, seq_len=self.seq_len, n_batches=c.eval_batches,
+            seed=c.seed + 1)
+        # Every step's starts, drawn once: a longer table begins with a shorter one's rows (`batch_starts`).
+        self.starts = batch_starts(len(train_tokens), c.steps, c.batch_size, self.seq_len, seed=c.seed,
+                                   sampler=c.sampler, allowed=allowed).to(self.device)[:, self.rows]
+        self.progress, self.checkpoint_path = progress and self.dist.is_main, checkpoint_path
+        self.on_eval, self.on_save = on_eval, on_save
+        self.history, self.step, self._rng = History(), 0, None
+        if resume_from is not None:
+            self._resume(resume_from)
+
+    def _resume(self, path) -> None:
+        ckpt = load_checkpoint(path, self.model, self.step_fn.optimizer, map_location=self.device)
+        self.step, self.history, self._rng = ckpt["step"], History.from_dict(ckpt["history"]), ckpt["rng"]
+        if self.step > self.config.steps:
+            raise ValueError(f"the checkpoint is at step {self.step}, past steps={self.config.steps}; "
+                             f"ask for steps >= {self.step}")
+        self.config.check_resumable_from(ckpt["train_config"], path)
+        for group in self.step_fn.optimizer.param_groups:  # the optimizer state brings back the old values
+            group["lr"], group["weight_decay"] = self.config.lr, self.config.weight_decay
+        if "scaler" in ckpt and self.step_fn.scaler.is_enabled():
+            self.step_fn.scaler.load_state_dict(ckpt["scaler"])
+
+    def run(self) -> History:
+        """Train to ``config.steps``."""
+        return self.run_to(self.config.steps)
+
+    def run_to(self, end: int) -> History:
+        """Train the steps from ``self.step`` up to ``end`` (at most ``config.steps``) and return the history."""
+        c = self.config
+        if not (isinstance(end, int) and self.step <= end <= c.steps):
+            raise ValueError(f"run_to({end!r}): give a step from the current step {self.step} to steps={c.steps}")
+        t_wall = time.perf_counter()
+        cuda = [self.device] if self.device.type == "cuda" else []
+        with tf32_matmuls(self.device), torch.random.fork_rng(devices=cuda):
+            torch.manual_seed(c.seed)  # dropout's randomness, seeded here, restored after
+            self._restore_rng()
+            self.model.train()
+            losses = _LossBuffer(self.history, end - self.step, c.batch_size * self.seq_len, self.device, c.lr)
+            bar = tqdm(range(self.step, end), total=c.steps, initial=self.step, desc="train", disable=not self.progress)
+            try:
+                self._loop(bar, losses, end)
+            except KeyboardInterrupt:
+                bar.close()
+                raise self._interrupted(losses) from None
+            bar.close()
+            losses.flush(end - self.step)
+            self.step = end
+            if end == c.steps or end % c.eval_every == 0:
+                self._evaluate(end)
+            self._rng = _rng_state(self.device)
+            self.history.wall_seconds += time.perf_counter() - t_wall
+            if self.checkpoint_path:
+                self.save(self.checkpoint_path)
+        return self.history
+
+    def _loop(self, bar, losses: _LossBuffer, end: int) -> None:
+        c, start = self.config, self.step
+        for step in bar:
+            if step % c.eval_every == 0:
+                self._evaluate(step)
+            t0 = time.perf_counter()
+            x, y = gather_windows(self.train_tokens, self.starts[step], self.seq_len)
+            loss = all_reduce_mean(self.step_fn(x, y), self.dist)  # the mean over the global batch
+            losses.put(step - start, loss, start, bar, last=step == end - 1)
+            losses.seconds += time.perf_counter() - t0
+            if self.checkpoint_path and c.checkpoint_every and (step + 1) % c.checkpoint_every == 0 and step + 1 < end:
+                losses.flush(step + 1 - start)
+                self._save_at(self.checkpoint_path, step + 1)
+
+    def _evaluate(self, step: int) -> None:
+        if self.test_set is None or step in self.history.eval_steps:
+            return
+        loss = mean_loss(self.model, self.test_set, path=self.step_fn.path,
+                         micro_batches=self.dist.world_size * self.config.grad_accum, dist=self.dist)
+        self.history.eval_steps.append(step)
+        self.history.test_loss.append(loss)
+        if self.on_eval is not None:
+            self.on_eval(self, step, loss)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Save the run at its current step (rank 0 only: every rank holds the same weights)."""
+        self._save_at(path, self.step)
+
+    def _save_at(self, path, step: int) -> None:
+        if not self.dist.is_main:
+            return
+        save_checkpoint(path, self.model, self.step_fn.optimizer, step, self.history, self.step_fn.scaler,
+                        train_config=self.config)
+        if self.on_save is not None:
+            self.on_save(self, step, Path(path))
+
+    def _interrupted(self, losses: _LossBuffer) -> TrainingInterrupted:
+        """Ctrl-C: keep the steps done so far in a checkpoint (when the run has a path) and say how to go on."""
+        done, path = self.step + losses.filled, self.checkpoint_path
+        losses.flush(losses.filled)
+        if path and done > self.step:
+            self._save_at(path, done)
+            how = f"checkpoint saved at step {done}: continue with resume_from={str(path)!r}"
+        else:
+            how = "no checkpoint path was given, so nothing was saved" if not path else "no step was done"
+        return TrainingInterrupted(f"interrupted at step {done}; {how}", step=done, checkpoint=path)
+
+    def _restore_rng(self) -> None:
+        if self._rng is None:
+            return
+        torch.set_rng_state(self._rng["torch"].cpu())
+        if self.device.type == "cuda" and "cuda" in self._rng:  # a run saved on a CPU has none: seeded afresh
+            torch.cuda.set_rng_state(self._rng["cuda"].cpu(), self.device)
+
+
+def _rng_state(device: torch.device) -> dict:
+    """Dropout's random state (inside the run's forked RNG), to continue it in the next stretch."""
+    rng = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    return rng
+
+
+def _run_device(model: Model5, device, dist: DistContext) -> torch.device:
+    if dist.distributed:
+        if device is not None and torch.device(device) != dist.device:
+            raise ValueError(f"device={device} differs from this rank's device {dist.device}; "
+                             "leave device out under torchrun")
+        return dist.device
+    return torch.device(device) if device is not None else next(model.parameters()).device
 
 
 def train(
@@ -223,135 +269,12 @@ def train(
       its rows of every global batch with DDP, on ``dist.device``; only rank 0 shows progress and saves.
     """
     config = (config or TrainConfig()).with_overrides(**overrides)
-    check_tokens(train_tokens, "train_tokens", vocab_size=model.config.vocab_size)
-    if test_tokens is not None:
-        check_tokens(test_tokens, "test_tokens", vocab_size=model.config.vocab_size)
-    seq_len = config.seq_len_for(model.config)
-    dist = dist if dist is not None else DistContext(torch.device("cpu"))
-    per_process_batch(config, dist.world_size)
-    if dist.distributed and device is not None and torch.device(device) != dist.device:
-        raise ValueError(f"device={device} differs from this rank's device {dist.device}; "
-                         "leave device out under torchrun")
-    if dist.distributed:
-        device = dist.device
-    else:
-        device = torch.device(device) if device is not None else next(model.parameters()).device
-    model.to(device)
-    dtype = autocast_dtype(device) if config.amp else None
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls on tensor cores (Ampere and newer)
-        torch.backends.cudnn.allow_tf32 = True
-    optimizer = make_adamw(model, lr=config.lr, weight_decay=config.weight_decay, fused=config.fused)
-    step_fn = TrainStep(model, optimizer, dtype=dtype, grad_clip=config.grad_clip, loss_chunk=config.loss_chunk,
-                        compile=config.compile, grad_accum=config.grad_accum,
-                        ddp=ddp_loss(model, dist) if dist.distributed else None)
-    run = _Run(model, config, seq_len, step_fn, device, train_tokens, test_tokens, dist)
-    run.allowed = allowed
-    if resume_from is not None:
-        run.resume(resume_from)
-    end = config.steps if stop_after is None else min(config.steps, run.start + stop_after)
-    return run.steps_to(end, progress=progress and dist.is_main, checkpoint_path=checkpoint_path)
-
-
-class _Run:
-    """The state of one call of `train`: model, step function, data on the device, history, start step."""
-
-    def __init__(self, model, config: TrainConfig, seq_len: int, step_fn: TrainStep, device, train_tokens, test_tokens,
-                 dist: DistContext):
-        self.model, self.config, self.seq_len, self.step_fn, self.device = model, config, seq_len, step_fn, device
-        self.dist = dist
-        rows = per_process_batch(config, dist.world_size)
-        self.rows = slice(dist.rank * rows, (dist.rank + 1) * rows)  # this process's rows of every global batch
-        # Keep the text where the model is: batches are then gathered there, no copy per step.
-        self.train_tokens = train_tokens.to(device, torch.long)
-        self.test_tokens = test_tokens.to(device) if test_tokens is not None else None
-        self.history, self.start, self.rng = History(), 0, None
-        self.allowed: torch.Tensor | None = None  # train's allowed starts (None: every start)
-
-    def resume(self, path) -> None:
-        ckpt = load_checkpoint(path, self.model, self.step_fn.optimizer, map_location=self.device)
-        self.start, self.history, self.rng = ckpt["step"], History.from_dict(ckpt["history"]), ckpt["rng"]
-        if self.start > self.config.steps:
-            raise ValueError(f"the checkpoint is at step {self.start}, past steps={self.config.steps}; "
-                             f"ask for steps >= {self.start}")
-        check_resume_settings(ckpt.get("train_config"), self.config, path)
-        for group in self.step_fn.optimizer.param_groups:  # the optimizer state brings back the old values
-            group["lr"], group["weight_decay"] = self.config.lr, self.config.weight_decay
-        if "scaler" in ckpt and self.step_fn.scaler.is_enabled():
-            self.step_fn.scaler.load_state_dict(ckpt["scaler"])
-
-    def evaluate(self, step: int) -> None:
-        if self.test_tokens is None or step in self.history.eval_steps:
-            return
-        c = self.config
-        loss = evaluate(self.model, self.test_tokens, batch_size=c.batch_size, seq_len=self.seq_len,
-                        n_batches=c.eval_batches, seed=c.seed + 1, dtype=self.step_fn.dtype, loss_chunk=c.loss_chunk,
-                        micro_batches=self.dist.world_size * c.grad_accum, dist=self.dist)
-        self.history.eval_steps.append(step)
-        self.history.test_loss.append(loss)
-
-    def save(self, path, step: int) -> None:
-        if not self.dist.is_main:  # every rank holds the same weights: one writes them
-            return
-        save_checkpoint(path, self.model, self.step_fn.optimizer, step, self.history, self.step_fn.scaler,
-                        train_config=self.config)
-
-    def steps_to(self, end: int, *, progress: bool, checkpoint_path) -> History:
-        c, start, t_wall = self.config, self.start, time.perf_counter()
-        starts = batch_starts(len(self.train_tokens), end, c.batch_size, self.seq_len, seed=c.seed, sampler=c.sampler,
-                              allowed=self.allowed).to(self.device)
-        starts = starts[:, self.rows]  # every rank drew the same global batches; each takes its own rows
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(c.seed)  # dropout's randomness, seeded here, restored after
-            self._restore_rng()
-            self.model.train()
-            losses = _LossBuffer(self.history, end - start, c.batch_size * self.seq_len, self.device, c.lr)
-            bar = tqdm(range(start, end), total=c.steps, initial=start, desc="train", disable=not progress)
-            try:
-                self._loop(bar, starts, losses, end, checkpoint_path)
-            except KeyboardInterrupt:
-                bar.close()
-                raise self._interrupted(losses, checkpoint_path) from None
-            bar.close()
-            losses.flush(end - start)
-            if end == c.steps or end % c.eval_every == 0:
-                self.evaluate(end)
-            self.history.wall_seconds += time.perf_counter() - t_wall
-            if checkpoint_path:
-                self.save(checkpoint_path, end)
-        return self.history
-
-    def _loop(self, bar, starts: torch.Tensor, losses: "_LossBuffer", end: int, checkpoint_path) -> None:
-        c, start = self.config, self.start
-        for step in bar:
-            if step % c.eval_every == 0:
-                self.evaluate(step)
-            t0 = time.perf_counter()
-            x, y = gather_windows(self.train_tokens, starts[step], self.seq_len)
-            loss = all_reduce_mean(self.step_fn(x, y), self.dist)  # the mean over the global batch
-            losses.put(step - start, loss, start, bar, last=step == end - 1)
-            losses.seconds += time.perf_counter() - t0
-            if checkpoint_path and c.checkpoint_every and (step + 1) % c.checkpoint_every == 0 and step + 1 < end:
-                losses.flush(step + 1 - start)
-                self.save(checkpoint_path, step + 1)
-
-    def _interrupted(self, losses: "_LossBuffer", checkpoint_path) -> "TrainingInterrupted":
-        """Ctrl-C: keep the steps done so far in a checkpoint (when the run has a path) and say how to go on."""
-        done = self.start + losses.filled
-        losses.flush(losses.filled)
-        if checkpoint_path and done > self.start:
-            self.save(checkpoint_path, done)
-            how = f"checkpoint saved at step {done}: continue with resume_from={str(checkpoint_path)!r}"
-        else:
-            how = "no checkpoint path was given, so nothing was saved" if not checkpoint_path else "no step was done"
-        return TrainingInterrupted(f"interrupted at step {done}; {how}", step=done, checkpoint=checkpoint_path)
-
-    def _restore_rng(self) -> None:
-        if self.rng is None:
-            return
-        torch.set_rng_state(self.rng["torch"].cpu())
-        if self.device.type == "cuda" and "cuda" in self.rng:  # a run saved on a CPU has none: seeded afresh
-            torch.cuda.set_rng_state(self.rng["cuda"].cpu(), self.device)
+    if stop_after is not None and not (isinstance(stop_after, int) and stop_after >= 1):
+        raise ValueError(f"stop_after must be a positive number of steps (or None: run to the end), got {stop_after!r}")
+    trainer = Trainer(model, train_tokens, test_tokens, config, device=device, progress=progress,
+                      checkpoint_path=checkpoint_path, resume_from=resume_from, allowed=allowed, dist=dist)
+    end = config.steps if stop_after is None else min(config.steps, trainer.step + stop_after)
+    return trainer.run_to(end)
 
 
 class _LossBuffer:
@@ -388,18 +311,6 @@ def per_process_batch(config: TrainConfig, world_size: int) -> int:
                          f"x grad_accum={config.grad_accum} = {n} equal micro-batches; use a batch size that is a "
                          f"multiple of {n} (e.g. {fit}), or change grad_accum or the number of processes")
     return config.batch_size // world_size
-
-
-def check_resume_settings(saved: dict | None, config: "TrainConfig", path) -> None:
-    """A resumed run keeps the settings that decide its batches; lr and weight decay may change (and are recorded)."""
-    if saved is None:  # a checkpoint written before TrainConfig existed
-        return
-    saved = {"sampler": "random", **saved}  # checkpoints from before the sampler choice drew random batches
-    diff = {k: (saved.get(k), getattr(config, k)) for k in _FIXED_ON_RESUME if saved.get(k) != getattr(config, k)}
-    if diff:
-        detail = ", ".join(f"{k}: checkpoint {a} vs now {b}" for k, (a, b) in diff.items())
-        raise ValueError(f"cannot resume {str(path)!r} with other batch settings ({detail}): the run would see "
-                         f"other batches. Resume with the checkpoint's values, or start a new run.")
 
 
 def _check_finite(losses: torch.Tensor, start: int, lr: float) -> None:

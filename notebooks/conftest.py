@@ -18,6 +18,8 @@ import os
 import shutil
 import tempfile
 
+import pytest
+
 _scratch = tempfile.mkdtemp(prefix="gpt_lesson_nbval_")
 atexit.register(shutil.rmtree, _scratch, ignore_errors=True)
 
@@ -25,3 +27,12 @@ os.environ.setdefault("GPT_LESSON_QUICK", "1")
 os.environ.setdefault("GPT_LESSON_OFFLINE", "1")
 os.environ.setdefault("GPT_LESSON_CACHE", os.path.join(_scratch, "cache"))
 os.environ.setdefault("GPT_LESSON_CHECKPOINT_DIR", os.path.join(_scratch, "checkpoints"))
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own hook deselects by marker (-m "not slow")
+def pytest_collection_modifyitems(items):
+    """Every nbval cell is slow: its notebook runs in a kernel. Pytest calls this hook of every conftest loaded,
+    with all the items collected, so it is here, where nbval's notebooks are, and marks only theirs."""
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.slow)

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Colab badges and the README's table of notebooks, from one repository address.
+"""Colab badges and the README's table of notebooks, from one repository address and one git ref.
 
-The address is written once, in pyproject.toml (``[project.urls] Repository``). This script rewrites
+Both are written once, in pyproject.toml: the address in ``[project.urls] Repository``, the ref the badges open in
+``[tool.gpt-lesson] colab-ref`` (``main`` between releases; the notebooks' setup cell installs the package from the
+same ref, see scripts/setup_cell.py and scripts/release.py). This script rewrites
 
 - the "Open in Colab" badge line in the first cell of every notebook,
-(the setup cell, with its ``%pip install ... @ git+<repository>@v<version>`` line, is scripts/setup_cell.py's),
 - the table of notebooks in README.md, between ``<!-- notebooks:start -->`` and ``<!-- notebooks:end -->``,
   from notebooks/notebooks.json (what each notebook teaches and how long it runs).
 
@@ -69,33 +70,49 @@ def repository_url(pyproject: Path = ROOT / "pyproject.toml") -> str:
     return url
 
 
+def colab_ref(pyproject: Path = ROOT / "pyproject.toml") -> str:
+    """``[tool.gpt-lesson] colab-ref``: the git ref the badges open (and the setup cell installs from)."""
+    text = pyproject.read_text(encoding="utf-8")
+    if tomllib is not None:
+        return tomllib.loads(text)["tool"]["gpt-lesson"]["colab-ref"]
+    return re.search(r'^colab-ref\s*=\s*"([^"]+)"', text, re.MULTILINE).group(1)
+
+
 def owner_repo(url: str) -> str:
     return urlparse(url).path.strip("/")
 
 
-def colab_url(file: str, url: str) -> str:
-    return f"https://colab.research.google.com/github/{owner_repo(url)}/blob/main/notebooks/{file}"
+def colab_url(file: str, url: str, ref: str | None = None) -> str:
+    """Colab's address of notebook ``file`` at git ref ``ref`` (default: pyproject's colab-ref)."""
+    ref = ref if ref is not None else colab_ref()
+    return f"https://colab.research.google.com/github/{owner_repo(url)}/blob/{ref}/notebooks/{file}"
 
 
-def badge(file: str, url: str) -> str:
-    return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(file, url)})"
+# The ref a badge line opens (what scripts/release.py and the tests compare with the setup cell's).
+BADGE_REF_RE = re.compile(r"\]\(https://colab\.research\.google\.com/github/[^/]+/[^/]+/blob/(?P<ref>[^/)]+)/notebooks/")
 
 
-def fix_notebook(nb, file: str, url: str) -> list[str]:
+def badge(file: str, url: str, ref: str | None = None) -> str:
+    return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(file, url, ref)})"
+
+
+def fix_notebook(nb, file: str, url: str, ref: str | None = None) -> list[str]:
     """Rewrite the badge line of ``nb`` in place; return what was wrong (empty: up to date)."""
+    ref = ref if ref is not None else colab_ref()
     problems = []
     first = nb.cells[0]
     if first.cell_type != "markdown" or not BADGE_RE.search(first.source):
         problems.append(f"{file}: no Colab badge line in the first cell")
     else:
-        new = BADGE_RE.sub(badge(file, url), first.source, count=1)
+        new = BADGE_RE.sub(badge(file, url, ref), first.source, count=1)
         if new != first.source:
             problems.append(f"{file}: Colab badge out of date")
             first.source = new
     return problems
 
 
-def readme_table(url: str) -> str:
+def readme_table(url: str, ref: str | None = None) -> str:
+    ref = ref if ref is not None else colab_ref()
     lines = [
         "| notebook | what it teaches | run time, 2-core CPU (measured) | Colab T4 (estimate) |",
         "| --- | --- | ---: | ---: |",
@@ -103,7 +120,7 @@ def readme_table(url: str) -> str:
     for row in NOTEBOOKS:
         file = row["file"]
         lines.append(
-            f"| [{file}](notebooks/{file}) {badge(file, url)} | {row['teaches']} "
+            f"| [{file}](notebooks/{file}) {badge(file, url, ref)} | {row['teaches']} "
             f"| {row['cpu_time_measured']} | {row['t4_time_estimate']} |"
         )
     note = (
@@ -115,32 +132,33 @@ def readme_table(url: str) -> str:
     return "\n".join(lines) + "\n\n" + note
 
 
-def fix_readme(text: str, url: str) -> str:
+def fix_readme(text: str, url: str, ref: str | None = None) -> str:
     if START not in text or END not in text:
         raise SystemExit(f"README.md: the markers {START} and {END} are missing")
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
-    return f"{head}{START}\n{readme_table(url)}\n{END}{tail}"
+    return f"{head}{START}\n{readme_table(url, ref)}\n{END}{tail}"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="report what is out of date, change nothing")
     args = ap.parse_args(argv)
-    url = repository_url()
+    url, ref = repository_url(), colab_ref()
     problems = []
     for row in NOTEBOOKS:
         file = row["file"]
         path = NB_DIR / file
         nb = nbformat.read(path, as_version=4)
-        found = fix_notebook(nb, file, url)
+        found = fix_notebook(nb, file, url, ref)
         problems += found
         if found and not args.check:
             nbformat.write(nb, path)
     listed = {row["file"] for row in NOTEBOOKS}
-    problems += [f"{p.name}: not listed in notebooks/notebooks.json" for p in sorted(NB_DIR.glob("*.ipynb")) if p.name not in listed]
+    problems += [f"{p.name}: not listed in notebooks/notebooks.json"
+                 for p in sorted(NB_DIR.glob("*.ipynb")) if p.name not in listed]
     text = README.read_text(encoding="utf-8")
-    new = fix_readme(text, url)
+    new = fix_readme(text, url, ref)
     if new != text:
         problems.append("README.md: table of notebooks out of date")
         if not args.check:

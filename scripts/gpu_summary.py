@@ -48,10 +48,11 @@ def steps(out: Path) -> list[str]:
     return lines
 
 
-def bench(out: Path) -> list[str]:
-    runs = {name: _load(out / f"bench-gpu-{name}.json") for name in ("eager", "compile")}
-    lines = ["benchmark (python -m gpt_lesson.bench): one training step (forward+backward+AdamW) and one forward pass;",
-             "  vs HF = HuggingFace GPT2LMHeadModel's step time / this one (above 1: faster than HF)"]
+BENCH_RUNS = ("eager", "compile")  # bench-gpu-{run}.json / .txt
+
+
+def _bench_missing(out: Path, runs: dict) -> list[str]:
+    """A line for each run without a JSON: not run at all, or the last line of its log."""
     missing = []
     for name, res in runs.items():
         txt = out / f"bench-gpu-{name}.txt"
@@ -59,41 +60,68 @@ def bench(out: Path) -> list[str]:
             missing.append(f"  {name}: not run")
         elif res is None:
             tail = txt.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:]
-            missing.append(f"  {name}: no JSON (the run failed or timed out); last line: {tail[0][:150] if tail else '-'}")
+            missing.append(f"  {name}: no JSON (the run failed or timed out); "
+                           f"last line: {tail[0][:150] if tail else '-'}")
+    return missing
+
+
+def _bench_models(name: str, res: dict) -> list[str]:
+    """One table row per contender (every entry with a step time) of one run."""
+    lines = []
+    for key in [k for k in res if isinstance(res[k], dict) and "step_s" in res[k]]:
+        row = res[key]
+        ratio = res.get(f"{key}_over_hf_step")
+        lines.append(f"  {name:<8} {key:<18} {_num(row.get('step_s'), '8.1f', 1e3)} "
+                     f"{_num(row.get('step_tokens_per_s'), '9,.0f')} {_num(row.get('step_mfu'), '5.1f', 100)}% "
+                     f"{_num(row.get('forward_s'), '7.1f', 1e3)} {_num(row.get('forward_mfu'), '6.1f', 100)}% "
+                     + (f"{ratio:5.2f}x" if isinstance(ratio, (int, float)) else "     -"))
+    return lines
+
+
+def _bench_extras(name: str, res: dict) -> str:
+    """The lesson run, generation speed, matmul ceilings and profile of one run, on one line."""
+    lesson = res.get("lesson_run") or {}
+    gen = res.get("generation_tokens_per_s") or {}
+    mm = res.get("matmul_tflops") or {}
+    extras = [f"lesson {lesson.get('steps')} batches: {_num(lesson.get('wall_s'), '.1f')} s, "
+              f"{_num(lesson.get('tokens_per_s'), ',.0f')} tok/s" if lesson else "no lesson run",
+              f"generation {_num(gen.get('cache'), '.0f')} tok/s cached vs {_num(gen.get('no_cache'), '.0f')}"
+              if gen else "",
+              "matmul ceiling " + ", ".join(f"{k} {_num(v, '.3g')} TFLOP/s" for k, v in mm.items()) if mm else ""]
+    prof = res.get("profile")
+    if prof:
+        extras.append(f"profile: matmuls {_num(prof.get('matmul_share'), '.0f', 100)}% "
+                      f"of {_num(prof.get('total_s'), '.3f')} s")
+    return f"  {name:<8} " + "; ".join(e for e in extras if e)
+
+
+def _bench_sweep(name: str, res: dict) -> list[str]:
+    """One line per batch size of the run's sweep."""
+    return [f"  {name:<8} sweep B={row.get('batch_size'):<4} "
+            f"step {_num(row.get('step_s'), '.1f', 1e3)} ms, "
+            f"{_num(row.get('step_tokens_per_s'), ',.0f')} tok/s, "
+            f"MFU {_num(row.get('step_mfu'), '.1f', 100)}%"
+            for row in res.get("sweep") or []]
+
+
+def bench(out: Path) -> list[str]:
+    runs = {name: _load(out / f"bench-gpu-{name}.json") for name in BENCH_RUNS}
+    lines = ["benchmark (python -m gpt_lesson.bench): one training step (forward+backward+AdamW) and one forward pass;",
+             "  vs HF = HuggingFace GPT2LMHeadModel's step time / this one (above 1: faster than HF)"]
+    missing = _bench_missing(out, runs)
     first = next((r for r in runs.values() if r), None)
     if first is None:
         return lines + missing
     lines.insert(2, f"  {first.get('device')}  torch {first.get('torch')}  {first.get('dtype')}  "
                     f"B={first.get('batch_size')} T={first.get('seq_len')}")
-    lines.append(f"  {'run':<8} {'model':<18} {'step ms':>8} {'tok/s':>9} {'MFU':>6} {'fwd ms':>7} {'fwd MFU':>7} {'vs HF':>6}")
-    for name, res in runs.items():
-        if res is None:
-            continue
-        for key in [k for k in res if isinstance(res[k], dict) and "step_s" in res[k]]:
-            row = res[key]
-            ratio = res.get(f"{key}_over_hf_step")
-            lines.append(f"  {name:<8} {key:<18} {_num(row.get('step_s'), '8.1f', 1e3)} "
-                         f"{_num(row.get('step_tokens_per_s'), '9,.0f')} {_num(row.get('step_mfu'), '5.1f', 100)}% "
-                         f"{_num(row.get('forward_s'), '7.1f', 1e3)} {_num(row.get('forward_mfu'), '6.1f', 100)}% "
-                         + (f"{ratio:5.2f}x" if isinstance(ratio, (int, float)) else "     -"))
-    for name, res in runs.items():
-        if res is None:
-            continue
-        lesson = res.get("lesson_run") or {}
-        gen = res.get("generation_tokens_per_s") or {}
-        mm = res.get("matmul_tflops") or {}
-        extras = [f"lesson {lesson.get('steps')} batches: {_num(lesson.get('wall_s'), '.1f')} s, "
-                  f"{_num(lesson.get('tokens_per_s'), ',.0f')} tok/s" if lesson else "no lesson run",
-                  f"generation {_num(gen.get('cache'), '.0f')} tok/s cached vs {_num(gen.get('no_cache'), '.0f')}"
-                  if gen else "",
-                  "matmul ceiling " + ", ".join(f"{k} {_num(v, '.3g')} TFLOP/s" for k, v in mm.items()) if mm else ""]
-        prof = res.get("profile")
-        if prof:
-            extras.append(f"profile: matmuls {_num(prof.get('matmul_share'), '.0f', 100)}% of {_num(prof.get('total_s'), '.3f')} s")
-        lines.append(f"  {name:<8} " + "; ".join(e for e in extras if e))
-        for row in res.get("sweep") or []:
-            lines.append(f"  {name:<8} sweep B={row.get('batch_size'):<4} step {_num(row.get('step_s'), '.1f', 1e3)} ms, "
-                         f"{_num(row.get('step_tokens_per_s'), ',.0f')} tok/s, MFU {_num(row.get('step_mfu'), '.1f', 100)}%")
+    lines.append(f"  {'run':<8} {'model':<18} {'step ms':>8} {'tok/s':>9} {'MFU':>6} {'fwd ms':>7} "
+                 f"{'fwd MFU':>7} {'vs HF':>6}")
+    ran = {name: res for name, res in runs.items() if res is not None}
+    for name, res in ran.items():
+        lines += _bench_models(name, res)
+    for name, res in ran.items():
+        lines.append(_bench_extras(name, res))
+        lines += _bench_sweep(name, res)
     return lines + missing
 
 
@@ -121,11 +149,12 @@ def nbval(out: Path, name: str, what: str) -> list[str]:
             root = ET.parse(xml).getroot()
             suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
             n = {k: sum(int(s.get(k, 0)) for s in suites) for k in ("tests", "failures", "errors", "skipped")}
-            failed = sorted({tc.get("classname", "") + "::" + tc.get("name", "") for s in suites for tc in s.iter("testcase")
+            failed = sorted({tc.get("classname", "") + "::" + tc.get("name", "")
+                             for s in suites for tc in s.iter("testcase")
                              if tc.find("failure") is not None or tc.find("error") is not None})
             passed = n["tests"] - n["failures"] - n["errors"] - n["skipped"]
-            lines = [f"nbval of {what} here (quick mode): {passed} passed, {n['failures']} failed, {n['errors']} errors, "
-                     f"{n['skipped']} skipped"]
+            lines = [f"nbval of {what} here (quick mode): {passed} passed, {n['failures']} failed, "
+                     f"{n['errors']} errors, {n['skipped']} skipped"]
             return lines + [f"  failed: {f}" for f in failed[:20]]
         except (ET.ParseError, ValueError) as e:
             return [f"nbval of {what}: unreadable {xml.name} ({e})"]
@@ -145,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     versions = out / "versions.txt"
     if versions.is_file():
         parts.append([versions.read_text(encoding="utf-8", errors="replace").strip()])
-    parts += [bench(out), notebooks(out), nbval(out, "nbval", "the GPU notebooks") + nbval(out, "nbval-cpu", "the others"),
-              steps(out)]
+    parts += [bench(out), notebooks(out),
+              nbval(out, "nbval", "the GPU notebooks") + nbval(out, "nbval-cpu", "the others"), steps(out)]
     print("\n\n".join("\n".join(p) for p in parts))
     return 0
 

@@ -74,7 +74,8 @@ def comparable(outputs, sanitizers) -> tuple[str, list[str]]:
         else:  # execute_result, display_data
             data = out.get("data", {})
             for mime, value in sorted(data.items()):
-                value = value if isinstance(value, str) else "".join(value) if isinstance(value, list) else json.dumps(value)
+                value = (value if isinstance(value, str) else "".join(value) if isinstance(value, list)
+                         else json.dumps(value))
                 if mime == "text/plain" and "application/vnd.jupyter.widget-view+json" not in data:
                     texts.append((mime, value))
                 elif mime.startswith("image/"):
@@ -96,7 +97,8 @@ def compare(before, after, sanitizers, diff_lines: int = 12) -> list[dict]:
         (text_a, img_a), (text_b, img_b) = comparable(a.outputs, sanitizers), comparable(b.outputs, sanitizers)
         what = (["text"] if text_a != text_b else []) + (["image"] if img_a != img_b else [])
         if what:
-            diff = list(difflib.unified_diff(text_a.splitlines(), text_b.splitlines(), "stored", "now", n=0, lineterm=""))
+            diff = list(difflib.unified_diff(text_a.splitlines(), text_b.splitlines(), "stored", "now", n=0,
+                                             lineterm=""))
             changed.append({"cell": i, "execution_count": b.execution_count, "what": what,
                             "diff": diff[2:2 + diff_lines] + (["..."] if len(diff) > 2 + diff_lines else [])})
     return changed
@@ -229,13 +231,15 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--out", default="runs/notebooks", help="folder for the executed copies (default: %(default)s)")
     where.add_argument("--inplace", action="store_true", help="write each notebook that ran back to its file")
     ap.add_argument("--quick", action="store_true", help="GPT_LESSON_QUICK=1 (the tests' mode) instead of the full run")
-    ap.add_argument("--online", action="store_true", help="leave GPT_LESSON_OFFLINE unset (notebook 01 downloads the book)")
+    ap.add_argument("--online", action="store_true",
+                    help="leave GPT_LESSON_OFFLINE unset (notebook 01 downloads the book)")
     ap.add_argument("--cell-timeout", type=float, default=900, help="seconds per cell (default: %(default)s)")
     ap.add_argument("--budget", type=float, default=None, help="seconds for all notebooks; later ones are skipped")
     ap.add_argument("--report", type=Path, default=None, help="JSON report, rewritten after each notebook")
     ap.add_argument("--sanitize-with", type=Path, default=ROOT / "notebooks" / "sanitize.cfg")
     ap.add_argument("--strict", action="store_true", help="exit 1 also when a compared output changed")
-    ap.add_argument("--diff-lines", type=int, default=6, help="diff lines printed per changed cell (default: %(default)s)")
+    ap.add_argument("--diff-lines", type=int, default=6,
+                    help="diff lines printed per changed cell (default: %(default)s)")
     args = ap.parse_args(argv)
     paths = args.notebooks or sorted((ROOT / "notebooks").glob("0*.ipynb"))
 
@@ -293,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         save()
         print(line(rec), flush=True)
         for c in rec.get("changed", []):
-            print(f"    cell {c['cell']} ({'+'.join(c['what'])})", *c["diff"][: args.diff_lines], sep="\n      ", flush=True)
+            print(f"    cell {c['cell']} ({'+'.join(c['what'])})", *c["diff"][: args.diff_lines], sep="\n      ",
+                  flush=True)
     ran = [r for r in report["notebooks"] if r["ok"]]
     changed = sum(len(r.get("changed", [])) for r in report["notebooks"])
     total = sum(r["wall_s"] or 0 for r in report["notebooks"])

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """The notebooks' setup cell and Colab runtime request, from one template and pyproject.toml.
 
-Every notebook's first code cell is ``render()``: in Colab it installs this package at the tag of its version
-(``v{version}`` of ``[project.urls] Repository``), without the ``notebooks`` extra (Colab has Jupyter), and only
-if that version is not installed yet, so a re-run takes seconds; everywhere it prints the runtime in one line.
-Outside Colab it installs nothing. Its output names the device, so it is marked ``# NBVAL_IGNORE_OUTPUT``.
+Every notebook's first code cell is ``render()``: in Colab it installs this package from the git ref the Colab
+badges open (``[tool.gpt-lesson] colab-ref`` of pyproject.toml: ``main`` between releases, ``vX.Y.Z`` in a release
+commit) of ``[project.urls] Repository``, without the ``notebooks`` extra (Colab has Jupyter), and only if
+``gpt_lesson`` is not importable yet, so a re-run in the same runtime takes seconds (and does not update it);
+everywhere it prints the runtime in one line. Outside Colab it installs nothing. Its output names the device, so
+it is marked ``# NBVAL_IGNORE_OUTPUT``.
 
 The notebooks' metadata asks Colab for a GPU runtime only in the notebooks that use one (``GPU_NOTEBOOKS``).
 
@@ -14,7 +16,8 @@ The notebooks' metadata asks Colab for a GPU runtime only in the notebooks that 
 ``--write`` changes only the first code cell and the notebook-level metadata. A setup cell whose source
 changed is executed once, alone, in a fresh "python3" kernel (cwd notebooks/), and its output is stored with it
 (execution count 1); every other cell and output is kept as it is. Run it where no GPU is, as the tests do: the
-stored line is then "CPU runtime: no CUDA GPU here." (nbval does not compare it).
+stored line is then "CPU runtime: no CUDA GPU here." (nbval does not compare it). A cell that differs only in its
+install line (a new ref or address) keeps its output without a kernel: outside Colab that line never runs.
 """
 
 from __future__ import annotations
@@ -44,17 +47,15 @@ COLAB_GPU = "T4"  # Colab's free GPU
 
 TEMPLATE = '''\
 # NBVAL_IGNORE_OUTPUT
-# Setup. In Colab: install gpt_lesson {version} (it ships the book and the GPT-2 tokenizer), once per runtime.
-# Elsewhere install it yourself first (see the README); this cell installs nothing there. It prints the runtime.
+# Setup. In Colab, once per runtime: install gpt_lesson (it ships the book and the GPT-2 tokenizer) from {ref} of
+# its GitHub repository, the ref this notebook's Colab badge opens. If gpt_lesson is importable already, the install
+# is skipped: a re-run is fast but does not update it (Runtime > Disconnect and delete runtime for a fresh one).
+# Elsewhere this cell installs nothing: install gpt_lesson yourself first (see the README). It prints the runtime.
+import importlib.util
 import sys
-from importlib.metadata import PackageNotFoundError, version
 
 if "google.colab" in sys.modules:
-    try:
-        installed = version("gpt-lesson")
-    except PackageNotFoundError:
-        installed = None
-    if installed != "{version}":
+    if importlib.util.find_spec("gpt_lesson") is None:
         {install_line}
 import torch
 
@@ -65,31 +66,53 @@ elif "google.colab" in sys.modules:
 else:
     print("CPU runtime: no CUDA GPU here.")'''
 
-# The install line as it stands in the cell (what scripts/badges.py may look for).
-INSTALL_RE = re.compile(r'^(?P<indent>[ \t]*)%pip install -q "gpt-lesson @ git\+(?P<url>[^"@]+)@v(?P<version>[^"]+)"$', re.MULTILINE)
+# The install line as it stands in the cell (what scripts/release.py and the tests look for).
+INSTALL_RE = re.compile(
+    r'^(?P<indent>[ \t]*)%pip install -q "gpt-lesson @ git\+(?P<url>[^"@]+)@(?P<ref>[^"@]+)"$', re.MULTILINE
+)
+
+
+def _pyproject(path: Path) -> tuple[dict, str]:
+    text = path.read_text(encoding="utf-8")
+    return (tomllib.loads(text) if tomllib is not None else {}), text
 
 
 def pyproject(path: Path = ROOT / "pyproject.toml") -> tuple[str, str]:
     """``([project.urls] Repository`` without a trailing slash or ``.git``, ``[project] version``)."""
-    text = path.read_text(encoding="utf-8")
-    if tomllib is not None:
-        project = tomllib.loads(text)["project"]
-        url, version = project["urls"]["Repository"], project["version"]
-    else:  # plain 'Repository = "..."' and 'version = "..."' lines are all we need
+    data, text = _pyproject(path)
+    if data:
+        url, version = data["project"]["urls"]["Repository"], data["project"]["version"]
+    else:  # Python 3.10: plain 'Repository = "..."' and 'version = "..."' lines are all we need
         url = re.search(r'^Repository\s*=\s*"([^"]+)"', text, re.MULTILINE).group(1)
         version = re.search(r'^version\s*=\s*"([^"]+)"', text, re.MULTILINE).group(1)
     return url.rstrip("/").removesuffix(".git"), version
 
 
-def install_line(url: str, version: str) -> str:
-    """The Colab install: the package only (Colab has Jupyter and torch), at the tag of this version."""
-    return f'%pip install -q "gpt-lesson @ git+{url}@v{version}"'
+def colab_ref(path: Path = ROOT / "pyproject.toml") -> str:
+    """``[tool.gpt-lesson] colab-ref``: the git ref the badges open and the setup cell installs from."""
+    data, text = _pyproject(path)
+    if data:
+        return data["tool"]["gpt-lesson"]["colab-ref"]
+    return re.search(r'^colab-ref\s*=\s*"([^"]+)"', text, re.MULTILINE).group(1)
 
 
-def render(url: str | None = None, version: str | None = None) -> str:
-    if url is None or version is None:
-        url, version = pyproject()
-    return TEMPLATE.format(version=version, install_line=install_line(url, version), gpu=COLAB_GPU)
+def install_line(url: str, ref: str) -> str:
+    """The Colab install: the package only (Colab has Jupyter and torch), from ``ref`` of the repository."""
+    return f'%pip install -q "gpt-lesson @ git+{url}@{ref}"'
+
+
+def render(url: str | None = None, ref: str | None = None) -> str:
+    """The setup cell for the repository at ``url`` and git ref ``ref`` (default: both from pyproject.toml)."""
+    url = url if url is not None else pyproject()[0]
+    ref = ref if ref is not None else colab_ref()
+    return TEMPLATE.format(ref=ref, install_line=install_line(url, ref), gpu=COLAB_GPU)
+
+
+def same_template(source: str) -> bool:
+    """True when ``source`` is this template rendered for some address and ref (perhaps not today's): it then
+    prints what today's cell prints where ``--write`` runs it, outside Colab, where the install line never runs."""
+    found = list(INSTALL_RE.finditer(source))
+    return len(found) == 1 and source == render(found[0]["url"], found[0]["ref"])
 
 
 def notebooks() -> list[Path]:
@@ -99,7 +122,9 @@ def notebooks() -> list[Path]:
 def wants_gpu(path: Path | str) -> bool:
     number = Path(path).name[:2]
     if number not in GPU_NOTEBOOKS + CPU_NOTEBOOKS:
-        raise SystemExit(f"{Path(path).name}: add {number!r} to GPU_NOTEBOOKS or CPU_NOTEBOOKS in scripts/setup_cell.py")
+        raise SystemExit(
+            f"{Path(path).name}: add {number!r} to GPU_NOTEBOOKS or CPU_NOTEBOOKS in scripts/setup_cell.py"
+        )
     return number in GPU_NOTEBOOKS
 
 
@@ -125,6 +150,14 @@ def setup_cell(nb):
     return code[0] if code else None
 
 
+def needs_run(cell, cell_source: str) -> bool:
+    """Whether writing ``cell_source`` into ``cell`` needs a kernel: its source differs, and not just in the install
+    line of an executed cell (that line runs only in Colab, so the stored output would not change)."""
+    if cell is None or cell.source == cell_source:
+        return False
+    return not (same_template(cell.source) and cell.execution_count == 1 and cell.outputs)
+
+
 def run_cell(source: str) -> tuple[list, dict]:
     """Execute ``source`` alone in a fresh python3 kernel (cwd notebooks/); its outputs and timing metadata."""
     import nbclient
@@ -132,9 +165,24 @@ def run_cell(source: str) -> tuple[list, dict]:
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(source)]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NB_DIR)}}).execute()
+    resources = {"metadata": {"path": str(NB_DIR)}}
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources=resources).execute()
     cell = nb.cells[0]
     return cell.outputs, cell.metadata.get("execution", {})
+
+
+def fix_setup_cell(cell, cell_source: str, ran: tuple[list, dict] | None) -> None:
+    """Write ``cell_source`` into ``cell``, with its stored output if only the install line changed, else with
+    ``ran`` (the outputs and timing of ``run_cell(cell_source)``)."""
+    if not needs_run(cell, cell_source):
+        cell.source = cell_source  # only the install line changed: the stored output holds
+        return
+    outputs, execution = ran
+    cell.source = cell_source
+    cell.outputs = copy.deepcopy(outputs)
+    cell.execution_count = 1
+    if execution:
+        cell.metadata["execution"] = dict(execution)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,10 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         print(cell_source)
         return 0
     ran = None
-    if args.write and any(
-        (cell := setup_cell(nbformat.read(path, as_version=4))) is not None and cell.source != cell_source
-        for path in notebooks()
-    ):
+    if args.write and any(needs_run(setup_cell(nbformat.read(p, as_version=4)), cell_source) for p in notebooks()):
         ran = run_cell(cell_source)  # before reading any notebook to change it: each is read and written at once
     problems = []
     for path in notebooks():
@@ -164,13 +209,8 @@ def main(argv: list[str] | None = None) -> int:
             found.append(f"{path.name}: no code cell")
         elif cell.source != cell_source:
             found.append(f"{path.name}: setup cell out of date")
-            if ran is not None:
-                outputs, execution = ran
-                cell.source = cell_source
-                cell.outputs = copy.deepcopy(outputs)
-                cell.execution_count = 1
-                if execution:
-                    cell.metadata["execution"] = dict(execution)
+            if args.write:
+                fix_setup_cell(cell, cell_source, ran)
         problems += found
         if args.write and nb != before:
             nbformat.write(nb, path)

@@ -2,7 +2,6 @@
 
 No timing is asserted: speed goals are read from the benchmark's output, not tested."""
 
-import ast
 import json
 import math
 
@@ -30,8 +29,8 @@ def res_cfg(res) -> GPTConfig:
 
 def test_every_section_is_measured(result):
     res, lines = result
-    for key in ("matmul_tflops", "ours", "ours_chunked", "ours_padded", "sweep", "sampler", "generation_tokens_per_s", "lesson_run",
-                "profile"):
+    for key in ("matmul_tflops", "ours", "ours_chunked", "ours_padded", "sweep", "sampler", "generation_tokens_per_s",
+                "lesson_run", "profile"):
         assert key in res, key
     assert [s["batch_size"] for s in res["sweep"]] == [1, 4]
     assert res["lesson_run"]["steps"] == 3
@@ -73,6 +72,7 @@ def test_hf_comparison_or_clear_skip(result):
         assert len(res["ours_over_hf_step_per_round"]) == 2  # one ratio per round of turns
 
 
+@pytest.mark.slow  # ~15 s: the tiny preset measured end to end
 def test_cli_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
     rc = bench.main(["--preset", "tiny", "--batch-size", "2", "--seq-len", "16", "--repeats", "1", "--no-hf",
@@ -90,17 +90,97 @@ def test_cli_writes_json(tmp_path, capsys):
 def test_cli_takes_the_presets_loss_chunk():
     _, opts = bench.options_from_args(bench._parser().parse_args(["--preset", "model5"]))
     assert opts.loss_chunk == 1024 and opts.batch_size == 16 and opts.sweep == ()
-    _, opts = bench.options_from_args(bench._parser().parse_args(["--preset", "model5", "--loss-chunk", "0", "--sweep", "4,8"]))
+    args = ["--preset", "model5", "--loss-chunk", "0", "--sweep", "4,8"]
+    _, opts = bench.options_from_args(bench._parser().parse_args(args))
     assert opts.loss_chunk == 0 and opts.sweep == (4, 8)
 
 
-def test_no_function_in_the_package_is_longer_than_80_lines():
-    import pathlib
+# Every flag of the parser that was written by hand before the flags were made from BenchOptions and
+# CommandOptions, with a value and the field value it meant then: (command line, field, value).
+OLD_FLAGS = [
+    (["--device", "cpu"], "device", "cpu"),
+    (["--preset", "tiny"], "preset", "tiny"),
+    (["--batch-size", "8"], "batch_size", 8),
+    (["--seq-len", "128"], "seq_len", 128),
+    (["--repeats", "5"], "repeats", 5),
+    (["--sweep", "4,8,32"], "sweep", (4, 8, 32)),
+    (["--sweep", ""], "sweep", ()),
+    (["--loss-chunk", "0"], "loss_chunk", 0),
+    (["--vocab-multiple", "64"], "vocab_multiple", 64),
+    (["--compile"], "compile", True),
+    (["--vocab-variant", "0"], "vocab_variant", 0),
+    (["--chunk-variant", "0"], "chunk_variant", 0),
+    (["--fused-adamw", "auto"], "fused_adamw", None),
+    (["--fused-adamw", "on"], "fused_adamw", True),
+    (["--fused-adamw", "off"], "fused_adamw", False),
+    (["--no-hf"], "hf", False),
+    (["--profile"], "profile", True),
+    (["--gen-tokens", "50"], "gen_tokens", 50),
+    (["--lesson-steps", "500"], "lesson_steps", 500),
+    (["--threads", "2"], "threads", 2),
+    (["--json", "out/bench.json"], "json", "out/bench.json"),
+]
+OLD_FLAG_NAMES = {"--device", "--preset", "--batch-size", "--seq-len", "--repeats", "--sweep", "--loss-chunk",
+                  "--vocab-multiple", "--compile", "--vocab-variant", "--chunk-variant", "--fused-adamw", "--no-hf",
+                  "--profile", "--gen-tokens", "--lesson-steps", "--threads", "--json"}
 
-    lengths = {}
-    for path in pathlib.Path(bench.__file__).parent.glob("*.py"):
-        for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                lengths[f"{path.name}:{n.name}"] = n.end_lineno - n.lineno + 1
-    assert len(lengths) > 100  # the whole package was read
-    assert max(lengths.values()) <= 80, sorted(lengths.items(), key=lambda kv: -kv[1])[:3]
+
+def test_every_old_flag_is_accepted_with_its_old_meaning():
+    assert {argv[0] for argv, _, _ in OLD_FLAGS} == OLD_FLAG_NAMES
+    for argv, name, value in OLD_FLAGS:
+        assert getattr(bench._parser().parse_args(argv), name) == value, argv
+
+
+def test_no_flag_gives_what_the_old_command_line_gave():
+    cfg, opts = bench.options_from_args(bench._parser().parse_args([]))
+    assert opts == bench.BenchOptions(batch_size=16, seq_len=256, loss_chunk=1024, repeats=3, sweep=(), hf=True,
+                                      compile=False, fused_adamw=None, gen_tokens=200, lesson_steps=0, matmul_n=4096,
+                                      profile=False, chunk_variant=1024, vocab_variant=64, n_tokens=200_000)
+    assert cfg == bench.preset("model5")
+
+
+def test_flags_that_change_the_model_config():
+    argv = ["--preset", "tiny", "--seq-len", "64", "--vocab-multiple", "64", "--loss-chunk", "5"]
+    cfg, opts = bench.options_from_args(bench._parser().parse_args(argv))
+    assert cfg == bench.preset("tiny", context_length=64, vocab_multiple=64)  # the context grows to --seq-len
+    assert opts.loss_chunk == 5 and opts.seq_len == 64
+
+
+def test_run_without_a_loss_chunk_takes_train_configs():
+    cfg = GPTConfig(vocab_size=64, context_length=8, n_layer=1, n_head=1, n_embd=8)
+    b = bench.Bench.create(torch.device("cpu"), cfg, bench.BenchOptions(batch_size=1, seq_len=8, n_tokens=100),
+                           log=lambda _: None)
+    assert b.opts.loss_chunk == 0 and b.res["loss_chunk"] == 0
+
+
+@pytest.mark.parametrize("cls", [bench.BenchOptions, bench.CommandOptions])
+def test_one_source_every_flag_defaults_to_its_field(cls):
+    import dataclasses
+
+    args = bench._parser().parse_args([])
+    for f in dataclasses.fields(cls):
+        assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help text, so no flag"
+        assert getattr(args, f.name) == f.default, f.name
+
+
+def test_help_lists_every_field_with_its_help(capsys, monkeypatch):
+    import dataclasses
+
+    monkeypatch.setenv("COLUMNS", "1000")  # argparse wraps at the terminal's width
+    with pytest.raises(SystemExit) as e:
+        bench._parser().parse_args(["--help"])
+    assert e.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for cls in (bench.BenchOptions, bench.CommandOptions):
+        for f in dataclasses.fields(cls):
+            assert f"--{f.name.replace('_', '-')}" in text, f.name
+            assert " ".join(f.metadata["help"].split()) in text, f.name
+
+
+@pytest.mark.parametrize("argv", [["--fused-adamw", "maybe"], ["--sweep", "a,b"], ["--batch-size", "x"],
+                                  ["--preset", "huge"], ["--threads", "two"]])
+def test_a_bad_value_is_an_argparse_error_naming_its_flag(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        bench._parser().parse_args(argv)
+    assert e.value.code == 2
+    assert f"argument {argv[0]}" in capsys.readouterr().err

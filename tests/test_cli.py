@@ -71,7 +71,7 @@ def test_resume_keeps_the_presets_batch_shape(tmp_path, capsys):
     assert main(["--preset", "tiny", "--steps", "2", *args]) == 0
     before = metrics(run)
     assert before["batch_size"] == train_config("tiny").batch_size
-    assert before["train_config"] == train_config("tiny", steps=2, eval_every=100, eval_batches=1, checkpoint_every=100).to_dict()
+    assert before["train_config"] == train_config("tiny", steps=2, eval_every=100, eval_batches=1).to_dict()
     assert main(["--resume", str(run / "checkpoint.pt"), "--steps", "3", *args]) == 0
     capsys.readouterr()
     after = metrics(run)

@@ -42,7 +42,8 @@ def build(seed: int = 0) -> Model5:
 
 def data() -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
-    return torch.randint(0, TINY.vocab_size, (3000,), generator=g), torch.randint(0, TINY.vocab_size, (800,), generator=g)
+    return (torch.randint(0, TINY.vocab_size, (3000,), generator=g),
+            torch.randint(0, TINY.vocab_size, (800,), generator=g))
 
 
 def result(model: Model5, h) -> dict:
@@ -136,6 +137,7 @@ def two_processes(tmp_path_factory):
         return out, run_ranks(_train_worker, out, _job_two_process_runs, out)
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_give_the_losses_of_one_process(two_processes, one_process):
     _, ranks = two_processes
     for accum in (1, 2):
@@ -147,12 +149,14 @@ def test_two_gloo_processes_give_the_losses_of_one_process(two_processes, one_pr
         assert ranks[0][accum]["tokens_seen"] == one_process["tokens_seen"]  # counted over the global batch
 
 
+@pytest.mark.slow
 def test_a_checkpoint_moves_between_two_processes_and_one(two_processes, one_process):
     out, ranks = two_processes
     assert_same_run(ranks[0]["from_one"], one_process)  # 1 -> 2
     assert not (out / "two_rank1.pt").exists()  # rank 0 alone writes checkpoints
     model = build(seed=5)
-    assert_same_run(result(model, train(model, *data(), resume_from=out / "two_rank0.pt", **RUN)), one_process)  # 2 -> 1
+    h = train(model, *data(), resume_from=out / "two_rank0.pt", **RUN)
+    assert_same_run(result(model, h), one_process)  # 2 -> 1
 
 
 # ---- a failing rank ----------------------------------------------------------------------------
@@ -181,6 +185,7 @@ def _cli_worker(rank: int, world_size: int, port: int, out, argv: list, fail_ran
     torch.save({"rc": rc, "out": stdout.getvalue(), "err": stderr.getvalue()}, out / f"result{rank}.pt")
 
 
+@pytest.mark.slow
 def test_a_failing_rank_ends_every_rank_with_one_line(tmp_path, one_thread_env):
     argv = [*CLI_FAST, "--steps", "6", "--out", str(tmp_path / "run")]
     ranks = run_ranks(_cli_worker, tmp_path, argv, 1)  # no hang: rank 0 notices at once that rank 1 left
@@ -196,6 +201,7 @@ def test_a_failing_rank_ends_every_rank_with_one_line(tmp_path, one_thread_env):
 # ---- torchrun itself ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_torchrun_runs_the_cli_like_one_process(tmp_path, capsys):
     args = [*CLI_FAST, "--steps", "4"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}

@@ -41,7 +41,8 @@ def test_kv_cache_gives_the_recomputed_tokens_past_the_context(model64, opts):
     n_new = 30  # 5 + 30 > context_length 16: the window slides
     lengths, handle = record_lengths(model64)
     try:
-        cached = generate_tokens(model64, idx, n_new, generator=torch.Generator().manual_seed(1), use_cache=True, **opts)
+        cached = generate_tokens(model64, idx, n_new, generator=torch.Generator().manual_seed(1), use_cache=True,
+                                 **opts)
     finally:
         handle.remove()
     full = generate_tokens(model64, idx, n_new, generator=torch.Generator().manual_seed(1), use_cache=False, **opts)

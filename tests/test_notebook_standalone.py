@@ -11,6 +11,7 @@ import nbformat
 import pytest
 
 nbclient = pytest.importorskip("nbclient")
+pytestmark = pytest.mark.slow  # starts a Jupyter kernel
 
 NB = Path(__file__).resolve().parents[1] / "notebooks" / "07_generate.ipynb"
 
@@ -25,9 +26,12 @@ def test_07_trains_a_stand_in_and_says_so_without_a_checkpoint(tmp_path, monkeyp
     model_cell = next(i for i, c in enumerate(code) if "gl.load_checkpoint(found, model)" in c.source)
     nb.cells = code[: model_cell + 2]  # through the checked line after the model cell
     for key, value in {"GPT_LESSON_QUICK": "1", "GPT_LESSON_OFFLINE": "1",
-                       "GPT_LESSON_CHECKPOINT_DIR": str(tmp_path / "none"), "GPT_LESSON_CACHE": str(tmp_path / "cache")}.items():
+                       "GPT_LESSON_CHECKPOINT_DIR": str(tmp_path / "none"),
+                       "GPT_LESSON_CACHE": str(tmp_path / "cache")}.items():
         monkeypatch.setenv(key, value)
-    nbclient.NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    resources = {"metadata": {"path": str(tmp_path)}}
+    nbclient.NotebookClient(nb, timeout=900, kernel_name="python3", resources=resources).execute()
     said = _outputs(nb.cells[model_cell])
     assert "no checkpoint of notebook 06 here: training a stand-in" in said
-    assert "test loss below a uniform guess over the vocabulary (ln 50257 = 10.8): True" in _outputs(nb.cells[model_cell + 1])
+    checked = _outputs(nb.cells[model_cell + 1])
+    assert "test loss below a uniform guess over the vocabulary (ln 50257 = 10.8): True" in checked

@@ -41,7 +41,7 @@ TAUGHT = {
            "generate", "LESSON_PROMPT"},  # 06 samples before/after training; 07 takes generation apart
     "07": {"checkpoint_config", "load_checkpoint", "read_checkpoint", "generate_tokens", "KVCache",
            "load_gpt2_state_dict"},
-    "08": {"experiments", "SAMPLERS", "batch_starts"},  # gl.experiments holds the runs; SAMPLERS names the choices
+    "08": {"experiments", "SAMPLERS", "batch_starts", "window_losses"},  # gl.experiments holds the runs
 }
 LOCAL_PATH = re.compile(r"(/root/|/work/|/tmp/|/home/)")
 QUICK_LINE = 'QUICK = os.environ.get("GPT_LESSON_QUICK") == "1"'
@@ -166,7 +166,8 @@ def test_every_ignored_output_is_followed_by_checked_facts(file):
             continue
         after = code[i + 1] if i + 1 < len(code) else None
         lines = [line for out in (after.outputs if after else []) for text in _texts(out) for line in text.splitlines()]
-        assert any(FACT_LINE.search(line) for line in lines), f"ignored code cell {i + 1} is not followed by a fact line"
+        assert any(FACT_LINE.search(line) for line in lines), \
+            f"ignored code cell {i + 1} is not followed by a fact line"
 
 
 @pytest.mark.parametrize("file", FILES)
@@ -175,5 +176,6 @@ def test_exercises_have_solutions_and_a_self_check(file):
     turn = [i for i, c in enumerate(cells) if c.cell_type == "markdown" and "## Your turn" in c.source]
     assert turn, "the notebook ends with a 'Your turn' section"
     rest = cells[turn[0]:]
-    assert any(c.cell_type == "markdown" and "<details><summary>Solution" in c.source for c in rest), "solutions, folded"
+    solution = "<details><summary>Solution"
+    assert any(c.cell_type == "markdown" and solution in c.source for c in rest), "solutions, folded"
     assert any(c.cell_type == "code" and c.source.startswith("# Self-check") for c in rest), "a self-check cell"

@@ -79,16 +79,16 @@ def test_no_test_tokens_means_no_evaluation(data):
 
 
 def test_test_loss_is_the_mean_over_eval_batches(data, monkeypatch):
-    """In eval mode the loss returns 1, 2, 3, ... : an evaluation of k batches must report (k + 1) / 2."""
+    """In eval mode every token's loss of the n-th batch is n: an evaluation of k batches must report (k + 1) / 2."""
     model = build()
     real_loss = model.loss
     calls = {"n": 0}
 
-    def loss(x, y):
+    def loss(x, y, *, reduction="mean"):
         if model.training:
-            return real_loss(x, y)
+            return real_loss(x, y, reduction=reduction)
         calls["n"] += 1
-        return torch.tensor(float(calls["n"]))
+        return torch.full(y.shape, float(calls["n"]))
 
     monkeypatch.setattr(model, "loss", loss)
     calls["n"] = 0
@@ -97,9 +97,10 @@ def test_test_loss_is_the_mean_over_eval_batches(data, monkeypatch):
 
     def reset_then_evaluate(*args, **kwargs):
         calls["n"] = 0
-        return evaluate(*args, **kwargs)
+        return real_mean_loss(*args, **kwargs)
 
-    monkeypatch.setattr(train_mod, "evaluate", reset_then_evaluate)
+    real_mean_loss = train_mod.mean_loss
+    monkeypatch.setattr(train_mod, "mean_loss", reset_then_evaluate)
     h = train(model, *data, steps=2, eval_every=1, eval_batches=5, **RUN)
     assert h.test_loss == [pytest.approx(3.0)] * 3
 
@@ -360,7 +361,8 @@ def test_make_adamw_falls_back_where_fused_is_missing(monkeypatch):
 
     def no_fused(params, **kw):
         if kw.get("fused"):
-            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of supported devices: ['cuda']")
+            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of supported "
+                               "devices: ['cuda']")
         return real(params, **kw)
 
     monkeypatch.setattr(torch.optim, "AdamW", no_fused)
@@ -369,6 +371,7 @@ def test_make_adamw_falls_back_where_fused_is_missing(monkeypatch):
     assert opt.defaults["lr"] == 1e-3 and opt.defaults["weight_decay"] == 0.01
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss_chunk", [0, 5])  # full logits (the GPU's path), chunked head + loss (the CPU's)
 def test_compiled_training_matches_eager(data, loss_chunk):
     """torch.compile is a fast path: the same losses as eager up to float rounding (compiles on the CPU: ~30 s)."""
@@ -460,7 +463,8 @@ def test_one_training_step_is_written_once():
     import pathlib
 
     pkg = pathlib.Path(train_mod.__file__).parent
-    writers = sorted(p.name for p in pkg.glob("*.py") if ".backward()" in p.read_text() or "scaler.step(" in p.read_text())
+    writers = sorted(p.name for p in pkg.glob("*.py")
+                     if ".backward()" in p.read_text() or "scaler.step(" in p.read_text())
     assert writers == ["step.py"]
 
 
@@ -561,5 +565,58 @@ def test_token_ids_outside_the_vocabulary_fail_before_training(data):
 
 
 def test_evaluate_refuses_zero_batches(data):
-    with pytest.raises(ValueError, match="n_batches must be >= 1"):
+    with pytest.raises(ValueError, match="n_batches must be a positive integer"):
         evaluate(build(), data[1], batch_size=2, seq_len=8, n_batches=0)
+
+
+# ---- the Trainer: stretches and callbacks -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_a_trainer_run_in_stretches_equals_an_unbroken_run(data, dropout):
+    """run_to(2), an evaluation of our own, run_to(5): the losses and weights of one unbroken run (dropout
+    included: its random stream continues across stretches)."""
+    from gpt_lesson import EvalSet, Trainer, mean_loss
+
+    cfg = GPTConfig(**{**CFG.to_dict(), "dropout": dropout})
+    config = TrainConfig(steps=5, eval_every=2, eval_batches=2, batch_size=2, seq_len=8, amp=False)
+    unbroken_model = build(cfg)
+    unbroken = train(unbroken_model, *data, config, progress=False)
+    model = build(cfg)
+    trainer = Trainer(model, *data, config, progress=False)
+    trainer.run_to(2)
+    extra = mean_loss(model, EvalSet.windows(data[1], 8))  # in between, without touching the run
+    assert trainer.step == 2 and math.isfinite(extra) and model.training
+    h = trainer.run_to(5)
+    assert h.train_loss == unbroken.train_loss and h.test_loss == unbroken.test_loss
+    assert h.eval_steps == unbroken.eval_steps == [0, 2, 4, 5]
+    assert_same_weights(weights(model), weights(unbroken_model))
+
+
+def test_the_trainer_calls_back_at_evaluations_and_saves(data, tmp_path):
+    from gpt_lesson import Trainer
+
+    seen = []
+    config = TrainConfig(steps=5, eval_every=2, eval_batches=1, checkpoint_every=2, batch_size=2, seq_len=8, amp=False)
+    trainer = Trainer(build(), *data, config, progress=False, checkpoint_path=tmp_path / "c.pt",
+                      on_eval=lambda t, step, loss: seen.append(("eval", step, loss == t.history.test_loss[-1])),
+                      on_save=lambda t, step, path: seen.append(("save", step, path.is_file())))
+    trainer.run()
+    assert seen == [("eval", 0, True), ("save", 2, True), ("eval", 2, True), ("save", 4, True), ("eval", 4, True),
+                    ("eval", 5, True), ("save", 5, True)]
+
+
+def test_run_to_refuses_a_step_behind_or_past_the_run(data):
+    from gpt_lesson import Trainer
+
+    trainer = Trainer(build(), *data, TrainConfig(steps=4, batch_size=2, seq_len=8, amp=False), progress=False)
+    trainer.run_to(3)
+    for bad in (2, 5, 3.5):
+        with pytest.raises(ValueError, match=r"run_to\(.*\): give a step from the current step 3 to steps=4"):
+            trainer.run_to(bad)
+
+
+def test_stop_after_must_be_a_positive_number_of_steps(data):
+    with pytest.raises(ValueError,
+                       match=r"stop_after must be a positive number of steps \(or None: run to the end\), got -1"):
+        train(build(), *data, steps=3, stop_after=-1, **RUN)

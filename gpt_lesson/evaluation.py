@@ -1,0 +1,151 @@
+"""Step 06 (and 08): one evaluation, used by training, the experiments and the benchmark.
+
+An `EvalSet` is a set of windows of a token vector, each ``seq_len + 1`` tokens (inputs and shifted targets):
+
+- `EvalSet.random`: ``n_batches`` random batches of B windows, drawn from a seed. Training's test loss uses it,
+  with the same batches at every evaluation, so the points of the curve differ only because the model changed.
+- `EvalSet.windows`: every non-overlapping window, so the loss is the loss of the whole test text (notebook 08).
+
+`window_losses` gives the loss of each window, from the model's per-token loss (``reduction="none"``), computed
+the way the run computes its loss (`gpt_lesson.step.LossPath`); `mean_loss` their mean, over every process of a
+torchrun job. (The module is ``evaluation``, not ``evaluate``, so that ``gpt_lesson.evaluate`` stays the function.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .batches import epoch_windows, gather_windows, random_starts
+from .distributed import DistContext, all_reduce_sum
+from .step import LossPath, eval_mode
+from .tokens import check_tokens
+
+FP32 = LossPath()  # no autocast, all logits at once
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """Windows of ``tokens`` to evaluate on: window i is ``tokens[starts[i] : starts[i] + seq_len + 1]``; the model
+    sees ``batch_size`` of them per forward pass."""
+
+    name: str
+    tokens: torch.Tensor  # (N,) token ids
+    starts: torch.Tensor  # (W,) int64
+    seq_len: int
+    batch_size: int
+
+    @classmethod
+    def random(cls, tokens: torch.Tensor, *, batch_size: int, seq_len: int, n_batches: int, seed: int,
+               allowed: torch.Tensor | None = None, name: str = "test") -> EvalSet:
+        """``n_batches`` batches of ``batch_size`` random windows: batch i is what `random_batch` draws at its i-th
+        call from a generator seeded with ``seed`` (``allowed``: the starts it may use)."""
+        if not (isinstance(n_batches, int) and n_batches >= 1):
+            raise ValueError(f"n_batches must be a positive integer, got {n_batches!r} (a mean over no batch is NaN)")
+        check_tokens(tokens)
+        g = torch.Generator(device="cpu").manual_seed(seed)
+        starts = random_starts(len(tokens), n_batches * batch_size, seq_len, generator=g, allowed=allowed)
+        return cls(name, tokens, starts, seq_len, batch_size)
+
+    @classmethod
+    def windows(cls, tokens: torch.Tensor, seq_len: int, *, allowed: torch.Tensor | None = None, name: str = "test",
+                batch_size: int = 64) -> EvalSet:
+        """Every non-overlapping window of ``tokens`` (of each run of ``allowed`` starts): the whole text, once."""
+        check_tokens(tokens)
+        return cls(name, tokens, epoch_windows(len(tokens), seq_len, allowed=allowed), seq_len, batch_size)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    @property
+    def n_tokens(self) -> int:
+        """Targets scored: windows × seq_len."""
+        return len(self.starts) * self.seq_len
+
+    def batches(self) -> Iterator[torch.Tensor]:
+        """The starts of each forward pass, (b,) with b <= batch_size."""
+        return iter(self.starts.split(self.batch_size))
+
+
+LossFn = Callable[..., torch.Tensor]  # (x, y, *, reduction="none") -> (b, T) per-token losses
+
+
+def _own_losses(model: torch.nn.Module, evalset: EvalSet, path: LossPath, micro_batches: int, rank: int,
+                world_size: int, loss_fn: LossFn | None) -> Iterator[torch.Tensor]:
+    """(b,) the mean loss of each window of the batches this rank evaluates (batch i on rank i % world_size)."""
+    device = next(model.parameters()).device
+    tokens = evalset.tokens.to(device)
+    fn = loss_fn if loss_fn is not None else model.loss
+    for i, starts in enumerate(evalset.batches()):
+        if i % world_size != rank:
+            continue
+        x, y = gather_windows(tokens, starts, evalset.seq_len)
+        x, y = x.long(), y.long()
+        if len(x) % micro_batches:
+            raise ValueError(f"a batch of {len(x)} windows does not split into micro_batches={micro_batches} "
+                             "equal pieces")
+        for xm, ym in zip(x.split(len(x) // micro_batches), y.split(len(x) // micro_batches)):
+            yield path(fn, xm, ym, reduction="none").float().mean(1)  # (b / micro_batches,)
+
+
+@torch.no_grad()
+def window_losses(model: torch.nn.Module, evalset: EvalSet, *, path: LossPath = FP32, micro_batches: int = 1,
+                  loss_fn: LossFn | None = None) -> torch.Tensor:
+    """(W,) float32 on the CPU: the mean next-token loss of each window of ``evalset``, in dropout-free mode.
+
+    ``micro_batches``: compute each batch in this many equal pieces (the memory of a training micro-batch).
+    ``loss_fn``: ``(x, y, reduction="none") -> (b, T)`` instead of ``model.loss`` (e.g. `logits_loss`).
+    """
+    with eval_mode(model):
+        return torch.cat([w.cpu() for w in _own_losses(model, evalset, path, micro_batches, 0, 1, loss_fn)])
+
+
+@torch.no_grad()
+def mean_loss(model: torch.nn.Module, evalset: EvalSet, *, path: LossPath = FP32, micro_batches: int = 1,
+              dist: DistContext | None = None, loss_fn: LossFn | None = None) -> float:
+    """The mean loss over every window of ``evalset`` (every token weighs the same).
+
+    With a distributed ``dist``, rank r evaluates batches r, r + N, … and the sums are all-reduced: every rank
+    returns the mean over all windows.
+    """
+    rank, world = (dist.rank, dist.world_size) if dist is not None and dist.distributed else (0, 1)
+    device = next(model.parameters()).device
+    total = torch.zeros((), device=device)
+    with eval_mode(model):
+        for w in _own_losses(model, evalset, path, micro_batches, rank, world, loss_fn):
+            total += w.sum()
+    return (all_reduce_sum(total, dist) / len(evalset)).item()
+
+
+def logits_loss(forward: Callable[[torch.Tensor], torch.Tensor]) -> LossFn:
+    """A loss function for a model that returns logits (B, T, V), e.g. HuggingFace's ``GPT2LMHeadModel``
+    (``lambda x: hf(input_ids=x).logits``): the same cross-entropy as `Model5.loss`."""
+    def loss(x: torch.Tensor, y: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
+        logits = forward(x)  # (B, T, V)
+        out = F.cross_entropy(logits.flatten(0, 1), y.reshape(-1), reduction=reduction)
+        return out if reduction == "mean" else out.view(y.shape)
+    return loss
+
+
+def evaluate(
+    model: torch.nn.Module,
+    tokens: torch.Tensor,
+    *,
+    batch_size: int = 16,
+    seq_len: int = 256,
+    n_batches: int = 8,
+    seed: int = 0,
+    dtype: torch.dtype | None = None,
+    allowed: torch.Tensor | None = None,
+    loss_chunk: int = 0,
+    micro_batches: int = 1,
+    dist: DistContext | None = None,
+) -> float:
+    """Mean loss over ``n_batches`` random batches of ``tokens``; the same batches for the same seed
+    (`EvalSet.random` and `mean_loss` in one call)."""
+    evalset = EvalSet.random(tokens, batch_size=batch_size, seq_len=seq_len, n_batches=n_batches, seed=seed,
+                             allowed=allowed)
+    return mean_loss(model, evalset, path=LossPath.for_run(loss_chunk, dtype), micro_batches=micro_batches, dist=dist)

@@ -1,0 +1,378 @@
+"""The lesson's open questions, one class each, in one registry.
+
+Each experiment is a dataclass whose instance is its typed result: ``measure(ctx, done)`` trains and evaluates
+(``done``: the results of the experiments listed in ``needs``, measured before it), ``report()`` gives the numbers
+(which change with the machine, the budget and the seeds), ``facts()`` lines that end in ': True' or ': False'
+(what notebook 08's checked cells print), ``plot()`` a figure or None, ``differences()`` the answers in nats for
+the summary plot. A new experiment is one more class here with ``@register``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+import torch
+
+from ..batches import batch_starts, coverage
+from ..config import SAMPLERS
+from ..evaluation import EvalSet, window_losses
+from .corpus import BLOCK_TEST, COURSE_BOOK, COURSE_TEST, TAIL_TEST, Corpus
+from .runs import Difference, Run, Setup, difference, mean, spread, train_run
+
+LOSS_LABEL = "tail test loss (nats/token)"
+
+
+@dataclass
+class Context:
+    """What every experiment measures on: the corpus, the setup (with the corpus's vocabulary), a progress line."""
+
+    corpus: Corpus
+    setup: Setup
+    progress: Callable[[str], None] | None = None
+
+    def say(self, msg: str) -> None:
+        if self.progress is not None:
+            self.progress(msg)
+
+
+class Experiment:
+    """The base of every experiment: its result's report, facts, plot, runs and JSON form."""
+
+    name: ClassVar[str]
+    needs: ClassVar[tuple[str, ...]] = ()
+    json_properties: ClassVar[tuple[str, ...]] = ()  # computed values written into results.json too
+
+    @classmethod
+    def measure(cls, ctx: Context, done: dict[str, Experiment]) -> Experiment:
+        raise NotImplementedError
+
+    def report(self) -> list[str]:
+        raise NotImplementedError
+
+    def facts(self) -> list[str]:
+        return []
+
+    def plot(self, ax=None):
+        return None
+
+    def differences(self) -> list[tuple[str, Difference]]:
+        return []
+
+    def all_runs(self) -> list[Run]:
+        """The runs this experiment trained (not those it borrowed from another)."""
+        return []
+
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+        return _plain({**d, **{p: getattr(self, p) for p in self.json_properties}})
+
+
+EXPERIMENTS: dict[str, type[Experiment]] = {}
+
+
+def register(cls: type[Experiment]) -> type[Experiment]:
+    """Add an experiment to the registry; it runs after those registered before it (which it may need)."""
+    missing = [n for n in cls.needs if n not in EXPERIMENTS]
+    if missing:
+        raise ValueError(f"{cls.name} needs {missing}: register those first")
+    EXPERIMENTS[cls.name] = cls
+    return cls
+
+
+def _plain(v):
+    """JSON-ready: runs and differences as dicts, tensors and models left out, NaN as None."""
+    if isinstance(v, (Run, Difference)):
+        return v.to_dict()
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items() if not isinstance(x, (torch.Tensor, torch.nn.Module))}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v if not isinstance(x, torch.nn.Module)]
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _seeds(values: list[float]) -> str:
+    return ", ".join(f"{v:.3f}" for v in values)
+
+
+@register
+@dataclass
+class Samplers(Experiment):
+    """Random (the lesson's) vs epoch vs without replacement on the tail split: test-loss curves per seed."""
+
+    name: ClassVar[str] = "samplers"
+    json_properties: ClassVar[tuple[str, ...]] = ("final", "vs_random")
+    runs: dict[str, list[Run]]
+    unseen: dict[str, list[float]]  # per sampler and seed: the share of training text no batch read
+    epoch_tokens: int
+    test_tokens: int
+
+    @classmethod
+    def measure(cls, ctx: Context, done: dict[str, Experiment]) -> Samplers:
+        c, s = ctx.corpus, ctx.setup
+        test, steps, T = c.tail_test, s.eval_steps(c.tail_n), s.train.seq_len
+        runs: dict[str, list[Run]] = {}
+        unseen: dict[str, list[float]] = {}
+        for sampler in SAMPLERS:
+            runs[sampler], unseen[sampler] = [], []
+            for seed in s.seeds:
+                ctx.say(f"samplers: {sampler}, seed {seed}")
+                runs[sampler].append(train_run(c.tokens[: c.tail_n], [test], s, name=f"tail/{sampler}", seed=seed,
+                                               eval_steps=steps, sampler=sampler, keep_windows=sampler == "random"))
+                table = batch_starts(c.tail_n, steps[-1], s.train.batch_size, T, seed=seed, sampler=sampler)
+                seen = coverage(table, T, c.tail_n)[: c.tail_n - T]
+                unseen[sampler].append((seen == 0).double().mean().item())
+        return cls(runs, unseen, c.tail_n, test.n_tokens)
+
+    @property
+    def final(self) -> dict[str, list[float]]:
+        return {s: [r.final(TAIL_TEST) for r in rs] for s, rs in self.runs.items()}
+
+    @property
+    def vs_random(self) -> dict[str, Difference]:
+        # Paired by seed: the seed gives every sampler's run the same initial weights.
+        return {s: difference(v, self.final["random"], paired=True) for s, v in self.final.items() if s != "random"}
+
+    def report(self) -> list[str]:
+        lines = [f"{s:20s} final test loss {mean(v):.3f} (seeds: {_seeds(v)}), "
+                 f"training text never seen: {mean(self.unseen[s]):.1%}" for s, v in self.final.items()]
+        return lines + [f"{s} - random: {d}" for s, d in self.vs_random.items()]
+
+    def facts(self) -> list[str]:
+        fell = all(r.loss[TAIL_TEST][-1] < r.loss[TAIL_TEST][0] for rs in self.runs.values() for r in rs)
+        return [f"every run's test loss fell from its first to its last evaluation: {fell}",
+                f"random sampling left more of the training text unseen than the epoch sampler: "
+                f"{mean(self.unseen['random']) > mean(self.unseen['epoch'])}"] + [
+                f"{s} vs random: final test losses within 0.1 nats of each other: {abs(d.difference) < 0.1}"
+                for s, d in self.vs_random.items()]
+
+    def differences(self) -> list[tuple[str, Difference]]:
+        return [(f"{s} - random", d) for s, d in self.vs_random.items()]
+
+    def all_runs(self) -> list[Run]:
+        return [r for rs in self.runs.values() for r in rs]
+
+    def plot(self, ax=None):
+        """Test loss against training tokens (bottom axis) and epochs (top axis), per sampler: the seeds' mean
+        and, shaded, the band between the lowest and the highest seed."""
+        from ..plots import add_epoch_axis, finish, new_axes
+
+        fig, ax = new_axes(ax, (8, 4))
+        for sampler, runs in self.runs.items():
+            x = torch.tensor(runs[0].tokens, dtype=torch.float64)
+            y = torch.tensor([r.loss[TAIL_TEST] for r in runs])
+            (line,) = ax.plot(x, y.mean(0), marker="o", ms=3, label=f"{sampler} ({len(runs)} seeds)")
+            ax.fill_between(x, y.min(0).values, y.max(0).values, color=line.get_color(), alpha=0.25)
+        add_epoch_axis(ax, 1 / self.epoch_tokens, "epochs of the training part")
+        return finish(fig, ax, xlabel="training tokens", ylabel=LOSS_LABEL)
+
+
+@register
+@dataclass
+class OneBatch(Experiment):
+    """The course's test loss is one random batch of B windows; ours the whole test part. For each evaluation of the
+    random-sampler runs: the spread of ``one_batch_draws`` one-batch losses (B windows drawn with replacement from
+    the test windows) around the whole part's loss, next to the seed spread of that loss."""
+
+    name: ClassVar[str] = "one_batch"
+    needs: ClassVar[tuple[str, ...]] = ("samplers",)
+    bands: list[list[dict[str, float]]]  # per seed, per evaluation: whole, std, lo, hi, min, max
+    steps: list[int]
+    tokens: list[int]
+    one_batch_std: float
+    seed_spread: float
+    batch_tokens: int
+
+    @classmethod
+    def measure(cls, ctx: Context, done: dict[str, Experiment], *, seed: int = 0) -> OneBatch:
+        g = torch.Generator().manual_seed(seed)
+        runs, B = done["samplers"].runs["random"], ctx.setup.train.batch_size
+        bands = []
+        for run in runs:
+            rows = []
+            for w in run.windows[TAIL_TEST]:
+                one = w[torch.randint(0, len(w), (ctx.setup.one_batch_draws, B), generator=g)].mean(1)
+                rows.append({"whole": w.mean().item(), "std": one.std().item(), "lo": one.quantile(0.05).item(),
+                             "hi": one.quantile(0.95).item(), "min": one.min().item(), "max": one.max().item()})
+            bands.append(rows)
+        one_std = sum(r["std"] for rows in bands for r in rows) / sum(len(rows) for rows in bands)
+        return cls(bands, runs[0].steps, runs[0].tokens, one_std, spread([rows[-1]["whole"] for rows in bands]),
+                   ctx.setup.batch_tokens)
+
+    def report(self) -> list[str]:
+        return [f"one batch of {self.batch_tokens:,} test tokens: std {self.one_batch_std:.3f} nats around the whole "
+                f"test part's loss; seed spread of that loss at the end: {self.seed_spread:.3f} nats"]
+
+    def facts(self) -> list[str]:
+        return [f"one batch is noisier than the seed spread of the whole test part's loss: "
+                f"{self.one_batch_std > self.seed_spread}"]
+
+    def plot(self, ax=None):
+        """The whole test part's loss per evaluation (seed 0, and thin lines for the other seeds) and, shaded, where
+        90% of seed 0's one-batch losses fall."""
+        from ..plots import finish, new_axes
+
+        fig, ax = new_axes(ax, (8, 4))
+        rows, x = self.bands[0], self.tokens
+        ax.fill_between(x, [r["lo"] for r in rows], [r["hi"] for r in rows], alpha=0.3,
+                        label=f"one random batch ({self.batch_tokens:,} tokens): 5-95% of draws")
+        ax.plot(x, [r["whole"] for r in rows], marker="o", ms=3, label="whole test part")
+        for i, rows in enumerate(self.bands[1:]):
+            ax.plot(x, [r["whole"] for r in rows], color="tab:orange", lw=0.8, alpha=0.7,
+                    label="whole test part, other seeds" if i == 0 else None)
+        return finish(fig, ax, xlabel="training tokens", ylabel=LOSS_LABEL)
+
+
+@register
+@dataclass
+class Splits(Experiment):
+    """Tail split vs block split: a model trained on each (same budget, same seeds), evaluated on both test sets."""
+
+    name: ClassVar[str] = "splits"
+    needs: ClassVar[tuple[str, ...]] = ("samplers",)
+    json_properties: ClassVar[tuple[str, ...]] = ("bias",)
+    table: dict[str, dict[str, list[float]]]  # train split -> test set -> per seed
+    seen_in_training: dict[str, float]
+    block_runs: list[Run]
+
+    @classmethod
+    def measure(cls, ctx: Context, done: dict[str, Experiment]) -> Splits:
+        c, s = ctx.corpus, ctx.setup
+        allowed, block_test = c.block()
+        tail_test, T = c.tail_test, s.train.seq_len
+        tail_models = [r.model for r in done["samplers"].runs["random"]]
+        on_block = [window_losses(m.to(s.device), block_test).mean().item() for m in tail_models]
+        table = {"tail split": {TAIL_TEST: done["samplers"].final["random"], BLOCK_TEST: on_block}}
+        runs = []
+        for seed in s.seeds:
+            ctx.say(f"splits: block split, seed {seed}")
+            runs.append(train_run(c.tokens, [tail_test, block_test], s, name="block/random", seed=seed,
+                                  eval_steps=[s.steps_for(c.tail_n)], allowed=allowed))
+        table["block split"] = {t: [r.final(t) for r in runs] for t in (TAIL_TEST, BLOCK_TEST)}
+        block_reads = coverage(allowed, T, len(c.tokens)) > 0  # the tokens the block split's windows read
+        seen = {  # share of each test set's tokens that the other split trains on
+            "tail model on block test": (block_test.starts < c.tail_n - T).double().mean().item(),
+            "block model on tail test": block_reads[c.tail_n :].double().mean().item(),
+        }
+        return cls(table, seen, runs)
+
+    @property
+    def bias(self) -> Difference:
+        # Paired by seed: the same initial weights.
+        return difference(self.table["tail split"][TAIL_TEST], self.table["block split"][BLOCK_TEST], paired=True)
+
+    def report(self) -> list[str]:
+        lines = [f"{tr} model on the {te}: {mean(v):.3f} ± {spread(v):.3f}" for tr, row in self.table.items()
+                 for te, v in row.items()]
+        lines += [f"tail bias (tail split on its test - block split on its test): {self.bias}"]
+        return lines + [f"{k}: {v:.0%} of its tokens were training text" for k, v in self.seen_in_training.items()]
+
+    def facts(self) -> list[str]:
+        return [f"the tail split's test loss is higher than the block split's: {self.bias.difference > 0}"]
+
+    def differences(self) -> list[tuple[str, Difference]]:
+        return [("tail bias", self.bias)]
+
+    def all_runs(self) -> list[Run]:
+        return list(self.block_runs)
+
+
+@register
+@dataclass
+class Licence(Experiment):
+    """The course tokenized the raw file, so its test part ends with Project Gutenberg's licence. The tail-split
+    models (trained on the cleaned text), evaluated on that part with and without the licence."""
+
+    name: ClassVar[str] = "licence"
+    needs: ClassVar[tuple[str, ...]] = ("samplers",)
+    json_properties: ClassVar[tuple[str, ...]] = ("effect",)
+    losses: dict[str, list[float]]  # test set -> per seed
+    licence_share: float
+    licence_tokens: int
+
+    @classmethod
+    def measure(cls, ctx: Context, done: dict[str, Experiment]) -> Licence:
+        c, models = ctx.corpus, [r.model.to(ctx.setup.device) for r in done["samplers"].runs["random"]]
+        losses = {s.name: [window_losses(m, s).mean().item() for m in models] for s in c.course_sets()}
+        share = len(c.course_licence) / (len(c.course_book) + len(c.course_licence))
+        return cls(losses, share, len(c.course_licence))
+
+    @property
+    def effect(self) -> Difference:
+        return difference(self.losses[COURSE_TEST], self.losses[COURSE_BOOK], paired=True)
+
+    def report(self) -> list[str]:
+        return [f"{k}: {mean(v):.3f}" for k, v in self.losses.items()] + [
+            f"licence: {self.licence_tokens:,} tokens, {self.licence_share:.1%} of the course's test part; "
+            f"it moves the course's test loss by {self.effect}"]
+
+    def facts(self) -> list[str]:
+        return [f"the licence raises the course's test loss: {self.effect.difference > 0}",
+                f"licence effect larger than twice the seed spread: {self.effect.beyond_noise}"]
+
+    def differences(self) -> list[tuple[str, Difference]]:
+        return [("licence in test", self.effect)]
+
+
+@register
+@dataclass
+class Shift(Experiment):
+    """Train on the text before ``boundary`` (a block split of it: 10% held out), evaluate on its held-out blocks and
+    on the text after: how much worse is text of another subject, beyond the noise of the seed? On Gulliver: Parts
+    I-III against Part IV; `other_book`: any book's first three quarters against its last quarter."""
+
+    name: ClassVar[str] = "shift"
+    json_properties: ClassVar[tuple[str, ...]] = ("shift",)
+    losses: dict[str, list[float]]  # test set -> per seed
+    names: tuple[str, str]  # (held-out test set, later test set)
+    train_tokens: int
+    runs: list[Run]
+    book: int | str | None = None
+
+    @classmethod
+    def measure(cls, ctx: Context, done: dict[str, Experiment]) -> Shift:
+        return cls.on(ctx, ctx.corpus.tokens, ctx.corpus.part4, epoch_tokens=ctx.corpus.tail_n)
+
+    @classmethod
+    def on(cls, ctx: Context, tokens: torch.Tensor, boundary: int, *, epoch_tokens: int, after: str = "Part IV",
+           before: str = "Parts I-III", book: int | str | None = None) -> Shift:
+        from ..split import block_split
+
+        s, T = ctx.setup, ctx.setup.train.seq_len
+        split = block_split(tokens[:boundary], 0.1, block_len=2048, seq_len=T,
+                            generator=torch.Generator().manual_seed(0))
+        held = EvalSet.windows(tokens, T, allowed=split.starts("test", T), name=f"{before} held out")
+        later = EvalSet.windows(tokens, T, allowed=torch.arange(boundary, len(tokens) - T), name=after)
+        runs = []
+        for seed in s.seeds:
+            ctx.say(f"shift: {before} -> {after}, seed {seed}")
+            runs.append(train_run(tokens, [held, later], s, name=f"{before}/random", seed=seed,
+                                  eval_steps=[s.steps_for(epoch_tokens)], allowed=split.starts("train", T)))
+        losses = {t.name: [r.final(t.name) for r in runs] for t in (held, later)}
+        return cls(losses, (held.name, after), split.n_tokens("train"), runs, book)
+
+    @property
+    def shift(self) -> Difference:
+        held, after = self.names
+        return difference(self.losses[after], self.losses[held], paired=True)
+
+    def report(self) -> list[str]:
+        held, after = self.names
+        prefix = f"book {self.book}: " if self.book is not None else ""
+        lines = [f"{prefix}{k}: {mean(v):.3f}" for k, v in self.losses.items()]
+        return lines + [f"{prefix}{after} - {held}: {self.shift}"]
+
+    def facts(self) -> list[str]:
+        held, after = self.names
+        # Only the direction: whether a shift this small is beyond its seed spread depends on the budget (report).
+        return [f"{after} is harder than the held-out {held.removesuffix(' held out')}: {self.shift.difference > 0}"]
+
+    def differences(self) -> list[tuple[str, Difference]]:
+        return [("Part IV shift" if self.book is None else f"book {self.book} shift", self.shift)]
+
+    def all_runs(self) -> list[Run]:
+        return list(self.runs)
