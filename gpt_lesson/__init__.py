@@ -14,6 +14,7 @@ from .config import TrainConfig
 from .device import autocast_dtype, describe_runtime, in_colab, pick_device, tf32_matmuls
 from .distributed import DistContext, all_reduce_mean, all_reduce_sum, barrier, ddp_loss, process_group
 from .generation import LESSON_PROMPT, generate, generate_tokens
+from .memorization import Copying, copied
 from .model import GPTConfig, KVCache, Model5, forward_flops, load_gpt2_state_dict
 from .presets import PRESETS, Preset, choose_preset, preset, train_config
 from .split import BlockSplit, block_split, tail_split

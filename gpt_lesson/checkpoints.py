@@ -94,7 +94,8 @@ def upgrade(ckpt: dict) -> dict:
     Format 1, as written by version 0.1.0: ``loss_chunk`` in the model config (now a training setting, moved into
     ``train_config`` when there is one), no ``train_config``, and the sampler's generator state in ``rng`` (batches
     now follow from the seed; dropped). Format 1 before the sampler choice: a ``train_config`` without ``sampler``
-    (those runs drew random batches). Every format 1 file: no checksum (``model_sha256`` None: nothing to verify).
+    (those runs drew random batches). Every format 1 file: no checksum (``model_sha256`` None: nothing to verify),
+    and a history without the learning rate of each step (every step had the run's ``lr``; None for 0.1.0).
     """
     if ckpt.get("format") == CHECKPOINT_FORMAT:
         return ckpt
@@ -108,8 +109,11 @@ def upgrade(ckpt: dict) -> dict:
         train_config = {"sampler": "random", **train_config}
         if loss_chunk is not None:
             train_config.setdefault("loss_chunk", loss_chunk)
+    history = ckpt.get("history")
+    if history is not None and "lr" not in history:  # every step had the run's one learning rate (None: unknown)
+        history = {**history, "lr": [train_config["lr"] if train_config else None] * len(history["train_loss"])}
     ckpt.update(format=CHECKPOINT_FORMAT, config=config, train_config=train_config, model_sha256=None,
-                rng={k: v for k, v in ckpt["rng"].items() if k != "sampler"})
+                history=history, rng={k: v for k, v in ckpt["rng"].items() if k != "sampler"})
     return ckpt
 
 
@@ -155,12 +159,18 @@ def load_checkpoint(
 ) -> dict:
     """Load weights (and optimizer state) into ``model``; refuse a checkpoint whose config would make ``model``
     compute something else. A difference that does not (dropout, the init) is loaded, and one line says so."""
-    ckpt = read_checkpoint(path, map_location)
+    return apply_checkpoint(read_checkpoint(path, map_location), model, optimizer, source=path, verbose=verbose)
+
+
+def apply_checkpoint(ckpt: dict, model: Model5, optimizer: torch.optim.Optimizer | None = None, *,
+                     source: str | os.PathLike = "the checkpoint", verbose: bool = True) -> dict:
+    """`load_checkpoint` for a checkpoint already read (`read_checkpoint`): its weights (and optimizer state) into
+    ``model`` (and ``optimizer``), after the same config check."""
     refused, harmless = config_differences(GPTConfig.from_dict(ckpt["config"]), model.config)
     if refused:
         detail = ", ".join(f"{k}: checkpoint {a!r} vs model {b!r}" for k, (a, b) in refused.items())
         raise ValueError(
-            f"checkpoint {str(path)!r} was saved from another config ({detail}). "
+            f"checkpoint {str(source)!r} was saved from another config ({detail}). "
             "Build the model with Model5(checkpoint_config(path)) to load it."
         )
     if harmless and verbose:

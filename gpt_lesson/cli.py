@@ -22,11 +22,12 @@ from .book import BookError, clean_text, load_book
 from .checkpoints import read_checkpoint
 from .device import describe_runtime
 from .distributed import DistContext, barrier, process_group
-from .generation import LESSON_PROMPT, generate
+from .generation import LESSON_PROMPT, generate_tokens
+from .memorization import copied
 from .model import GPTConfig, Model5
 from .presets import PRESETS, choose_preset, preset, train_config
 from .split import tail_split
-from .tokens import encode
+from .tokens import decode, encode, for_display
 from .config import TrainConfig, add_flags, flags_given, setting
 from .training import History, TrainingInterrupted, per_process_batch, train
 
@@ -156,7 +157,7 @@ def _run(args: argparse.Namespace, p: Plan) -> int:
         f"{p.train.steps} steps")
     if main_rank:
         p.out.mkdir(parents=True, exist_ok=True)
-    before = "" if args.resume or not main_rank else _sample(model, args, p.train.seed)
+    before = "" if args.resume or not main_rank else _sample(model, args, p.train.seed)[0]
     if before:
         print("\n--- before training ---\n" + before + "\n")
     try:
@@ -168,9 +169,13 @@ def _run(args: argparse.Namespace, p: Plan) -> int:
         return 130
     if not main_rank:
         return 0
-    after = _sample(model, args, p.train.seed)
+    after, new_ids = _sample(model, args, p.train.seed)
     print("\n--- after training ---\n" + after + "\n")
-    _write_run(p, history, before, after, {"book_source": book.source, "n_tokens": len(tokens)})
+    copying = _copying(new_ids, train_tokens, test_tokens)
+    if copying:
+        print(copying["summary"])
+    _write_run(p, history, before, after, {"book_source": book.source, "n_tokens": len(tokens),
+                                           "memorization": copying})
     return 0
 
 
@@ -196,8 +201,24 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {lines[0][:400] if lines else ''}"
 
 
-def _sample(model: Model5, args: argparse.Namespace, seed: int) -> str:
-    return generate(model, LESSON_PROMPT, args.sample_tokens, generator=torch.Generator().manual_seed(seed))
+def _sample(model: Model5, args: argparse.Namespace, seed: int) -> tuple[str, torch.Tensor]:
+    """The lesson's prompt continued by ``--sample-tokens`` tokens: (prompt and continuation as text, the new ids)."""
+    prompt = encode(LESSON_PROMPT)
+    ids = generate_tokens(model, prompt[None], args.sample_tokens, generator=torch.Generator().manual_seed(seed))[0]
+    return for_display(decode(ids)), ids[len(prompt) :].cpu()
+
+
+def _copying(new_ids: torch.Tensor, train_tokens: torch.Tensor, test_tokens: torch.Tensor, n: int = 8) -> dict | None:
+    """How much of the sample occurs verbatim in the training part, and in the test part (the control); None for a
+    sample shorter than n tokens."""
+    if len(new_ids) < n:
+        return None
+    found = {part: copied(new_ids, tokens, n) for part, tokens in (("train", train_tokens), ("test", test_tokens))}
+    tr, te = found["train"], found["test"]
+    summary = (f"copied from the training part: {tr.share:.0%} of the sample's {n}-grams, longest span {tr.longest} "
+               f"tokens; from the test part (never trained on, the control): {te.share:.0%}, longest {te.longest}")
+    return {"n": n, "summary": summary, **{part: {"share": c.share, "longest": c.longest, "text": c.text}
+                                          for part, c in found.items()}}
 
 
 def _write_run(p: Plan, history: History, before: str, after: str, data: dict) -> None:
@@ -205,8 +226,10 @@ def _write_run(p: Plan, history: History, before: str, after: str, data: dict) -
     from .plots import plot_losses  # matplotlib only when a plot is made
 
     plot_losses(history).savefig(p.out / "loss.png", dpi=120)
+    copying = data.get("memorization")
     (p.out / "samples.txt").write_text(
-        (f"--- before training ---\n{before}\n\n" if before else "") + f"--- after training ---\n{after}\n",
+        (f"--- before training ---\n{before}\n\n" if before else "") + f"--- after training ---\n{after}\n"
+        + (f"\n{copying['summary']}\nlongest copied span: {copying['train']['text']!r}\n" if copying else ""),
         encoding="utf-8",
     )
     seq_len = p.train.seq_len_for(p.model)

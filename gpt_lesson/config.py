@@ -16,6 +16,7 @@ from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replac
 from typing import Any
 
 SAMPLERS = ("random", "epoch", "without_replacement")  # how a run's batches are drawn (`gpt_lesson.batches`)
+SCHEDULES = ("constant", "cosine")  # the learning rate after warmup (`TrainConfig.lr_at`)
 
 
 def setting(default: Any, help: str, **argparse_extra: Any) -> Any:
@@ -23,8 +24,8 @@ def setting(default: Any, help: str, **argparse_extra: Any) -> Any:
     return field(default=default, metadata={"help": help, **argparse_extra})
 
 
-# Settings that decide which batches a run sees: a resumed run must keep them.
-FIXED_ON_RESUME = ("seed", "batch_size", "seq_len", "eval_batches", "sampler")
+# Settings that decide which batches a run sees, and the optimizer's parameter groups: a resumed run must keep them.
+FIXED_ON_RESUME = ("seed", "batch_size", "seq_len", "eval_batches", "sampler", "decay_matrices_only")
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class TrainConfig:
 
     The defaults are the course's: batch 16, AdamW with lr 1e-3 and weight decay 0.01 on every parameter,
     500 random batches, a constant learning rate, no clipping, the test loss at step 0 and every 100 steps.
+    What nanoGPT and *LLMs from Scratch* teach instead are switches, all off by default: ``warmup_steps``,
+    ``schedule="cosine"`` (with ``min_lr_ratio``), ``grad_clip`` and ``decay_matrices_only``.
     """
 
     steps: int = setting(500, "random batches to train on")
@@ -53,6 +56,12 @@ class TrainConfig:
                                                  "(and on Ctrl-C) only")
     sampler: str = setting("random", "how batches are drawn: the lesson's random starts, one shuffled epoch of "
                                      "non-overlapping windows, or random starts without replacement", choices=SAMPLERS)
+    warmup_steps: int = setting(0, "linear warmup: the learning rate climbs to lr over this many steps; 0: none")
+    schedule: str = setting("constant", "the learning rate after warmup: constant, or a cosine decay that reaches "
+                                        "lr * min_lr_ratio at the last step", choices=SCHEDULES)
+    min_lr_ratio: float = setting(0.1, "the floor of the cosine decay, as a fraction of lr")
+    decay_matrices_only: bool = setting(False, "weight decay on matrices only (2-D weights); biases and LayerNorm "
+                                               "gains without it (two parameter groups)")
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "grad_accum", "eval_every", "eval_batches"):
@@ -75,6 +84,26 @@ class TrainConfig:
         for name in ("amp", "compile", "fused"):
             _require(name, getattr(self, name), isinstance(getattr(self, name), bool), "True or False")
         _require("sampler", self.sampler, self.sampler in SAMPLERS, f"one of {', '.join(map(repr, SAMPLERS))}")
+        _require("warmup_steps", self.warmup_steps, _is_int(self.warmup_steps) and 0 <= self.warmup_steps <= self.steps,
+                 f"an integer from 0 to steps={self.steps}")
+        _require("schedule", self.schedule, self.schedule in SCHEDULES, f"one of {', '.join(map(repr, SCHEDULES))}")
+        _require("min_lr_ratio", self.min_lr_ratio, _is_number(self.min_lr_ratio) and 0 <= self.min_lr_ratio <= 1,
+                 "a number from 0 to 1 (the cosine decay's floor over lr)")
+        _require("decay_matrices_only", self.decay_matrices_only, isinstance(self.decay_matrices_only, bool),
+                 "True or False")
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of step ``step`` (0-based): lr * (step + 1) / warmup_steps during warmup, then lr
+        (constant), or a cosine from lr down to lr * min_lr_ratio at the last step. A function of the step alone,
+        so a resumed run follows the same schedule."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        if self.schedule == "constant":
+            return self.lr
+        decay_steps = self.steps - self.warmup_steps - 1
+        progress = 1.0 if decay_steps <= 0 else min(1.0, (step - self.warmup_steps) / decay_steps)
+        floor = self.lr * self.min_lr_ratio
+        return floor + 0.5 * (self.lr - floor) * (1.0 + math.cos(math.pi * progress))
 
     def seq_len_for(self, model_config: Any) -> int:
         """The window length this run uses with a model of ``model_config`` (a `GPTConfig`); past its context
@@ -89,14 +118,18 @@ class TrainConfig:
 
     def check_resumable_from(self, saved: dict | None, source: object) -> None:
         """Refuse to resume a run saved with ``saved`` (a checkpoint's ``train_config``; None: not recorded) under
-        other settings that decide its batches; lr and weight decay may change (and are recorded)."""
+        other settings that decide its batches or its optimizer's groups; lr, its schedule and weight decay may
+        change (and are recorded)."""
         if saved is None:
             return
-        diff = {k: (saved.get(k), getattr(self, k)) for k in FIXED_ON_RESUME if saved.get(k) != getattr(self, k)}
+        defaults = TrainConfig()  # a field the checkpoint does not hold had its default then
+        saved = {k: saved.get(k, getattr(defaults, k)) for k in FIXED_ON_RESUME}
+        diff = {k: (saved[k], getattr(self, k)) for k in FIXED_ON_RESUME if saved[k] != getattr(self, k)}
         if diff:
             detail = ", ".join(f"{k}: checkpoint {a} vs now {b}" for k, (a, b) in diff.items())
-            raise ValueError(f"cannot resume {str(source)!r} with other batch settings ({detail}): the run would see "
-                             "other batches. Resume with the checkpoint's values, or start a new run.")
+            raise ValueError(f"cannot resume {str(source)!r} with other batch or optimizer settings ({detail}): the "
+                             "run would see other batches or other parameter groups. Resume with the checkpoint's "
+                             "values, or start a new run.")
 
     def to_dict(self) -> dict:
         return asdict(self)

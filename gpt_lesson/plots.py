@@ -19,6 +19,7 @@ def plot_losses(
     baselines: dict[str, float] | None = None,
     tokens_per_step: int | None = None,
     epoch_tokens: int | None = None,
+    show_lr: bool = False,
     ax=None,
 ) -> Figure:
     """Train loss at every step and test loss at each evaluation, on one set of axes.
@@ -26,6 +27,8 @@ def plot_losses(
     ``baselines``: label -> loss, each drawn as a dashed horizontal line (e.g. ln V for a uniform guess).
     ``tokens_per_step`` and ``epoch_tokens`` (both or neither): a second x axis on top, in epochs, i.e.
     tokens seen (step x tokens per step) over the number of training tokens.
+    ``show_lr``: the learning rate of every step (``history.lr``) as a dotted line on a second y axis.
+    ``log_scale``: a log loss axis whose ticks read as plain numbers (3, 4, 6, 10), not powers of ten.
     """
     if (tokens_per_step is None) != (epoch_tokens is None):
         raise ValueError("give both tokens_per_step and epoch_tokens for the epoch axis, or neither")
@@ -41,7 +44,13 @@ def plot_losses(
     ax.set_xlabel("step (random batch)")
     ax.set_ylabel("cross-entropy loss (nats/token)")
     if log_scale:
-        ax.set_yscale("log")
+        plain_log_axis(ax)
+    if show_lr and history.lr:
+        right = ax.twinx()
+        right.plot(range(len(history.lr)), history.lr, ":", color="tab:red", lw=1.5, label="learning rate")
+        right.set_ylabel("learning rate", color="tab:red")
+        right.set_ylim(0, max(v for v in history.lr if v is not None) * 1.1)
+        right.legend(loc="upper center", fontsize=8)
     if tokens_per_step is not None:
         add_epoch_axis(ax, tokens_per_step / epoch_tokens, "epochs: tokens seen / training tokens")
     ax.set_title(title)
@@ -98,3 +107,15 @@ def plot_coverage(counts: dict[str, torch.Tensor], *, max_count: int = 12, ax=No
 def new_axes(ax=None, figsize: tuple[float, float] = (8, 4)):
     """(figure, axes): a new figure of ``figsize``, or the given axes and their figure."""
     return (ax.figure, ax) if ax is not None else plt.subplots(figsize=figsize)
+
+
+def plain_log_axis(ax) -> None:
+    """A log-scale y axis labelled with plain numbers (2, 3, 4, 6, 10), major and minor ticks alike; matplotlib's
+    default labels them as powers of ten (``9 × 10⁰``), which no one reads as 9."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    ax.set_yscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 4.0, 6.0)))
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))

@@ -33,16 +33,33 @@ def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
         model.train(was_training)
 
 
-def make_adamw(model: torch.nn.Module, *, lr: float, weight_decay: float, fused: bool = True) -> torch.optim.AdamW:
-    """AdamW over all parameters (as the course). The fused kernel updates 124M weights about 5x faster
-    than the multi-tensor one on this project's CPU (docs/performance.md); PyTorch before 2.4 has it
-    for CUDA only, so elsewhere the multi-tensor version is used."""
+def make_adamw(model: torch.nn.Module, *, lr: float, weight_decay: float, fused: bool = True,
+               decay_matrices_only: bool = False) -> torch.optim.AdamW:
+    """AdamW with weight decay on every parameter (as the course), or, with ``decay_matrices_only``, in two groups:
+    2-D weights (linear layers, embeddings) with decay, 1-D tensors (biases, LayerNorm gains) without; each group
+    is marked ``decay`` True/False. The fused kernel updates 124M weights about 5x faster than the multi-tensor
+    one on this project's CPU (docs/performance.md); PyTorch before 2.4 has it for CUDA only, so elsewhere the
+    multi-tensor version is used."""
+    params = list(model.parameters())
+    if decay_matrices_only:
+        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay, "decay": True},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, "decay": False}]
+    else:
+        groups = [{"params": params, "weight_decay": weight_decay}]
     if fused:
         try:
-            return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
+            return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, fused=True)
         except RuntimeError:  # "fused=True requires ... devices: ['cuda']" on older PyTorch
             pass
-    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+
+
+def set_hyperparameters(optimizer: torch.optim.Optimizer, *, lr: float, weight_decay: float) -> None:
+    """The learning rate of every group, and the weight decay of every group that has decay (all, unless the
+    groups were made with ``decay_matrices_only``)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+        group["weight_decay"] = weight_decay if group.get("decay", True) else 0.0
 
 
 @dataclass(frozen=True)

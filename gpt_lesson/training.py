@@ -24,13 +24,13 @@ import torch
 from tqdm.auto import tqdm
 
 from .batches import batch_starts, gather_windows
-from .checkpoints import load_checkpoint, save_checkpoint
+from .checkpoints import apply_checkpoint, read_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .device import autocast_dtype, tf32_matmuls
 from .distributed import DistContext, all_reduce_mean, ddp_loss
 from .evaluation import EvalSet, evaluate, mean_loss
 from .model import Model5
-from .step import TrainStep, make_adamw
+from .step import TrainStep, make_adamw, set_hyperparameters
 from .tokens import check_tokens
 
 __all__ = ["History", "TrainConfig", "Trainer", "TrainingDiverged", "TrainingInterrupted", "evaluate",
@@ -51,9 +51,11 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 @dataclass
 class History:
-    """What a run recorded. ``train_loss[i]`` is the loss of step i (0-based, before its update)."""
+    """What a run recorded. ``train_loss[i]`` is the loss of step i (0-based, before its update), ``lr[i]`` the
+    learning rate of its update."""
 
     train_loss: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
     eval_steps: list[int] = field(default_factory=list)
     test_loss: list[float] = field(default_factory=list)
     train_seconds: float = 0.0  # time spent in training steps (evaluation excluded)
@@ -104,7 +106,8 @@ class Trainer:
         self.rows = slice(self.dist.rank * rows, (self.dist.rank + 1) * rows)  # this process's rows of every batch
         self.model = model.to(self.device)
         dtype = autocast_dtype(self.device) if c.amp else None
-        optimizer = make_adamw(model, lr=c.lr, weight_decay=c.weight_decay, fused=c.fused)
+        optimizer = make_adamw(model, lr=c.lr, weight_decay=c.weight_decay, fused=c.fused,
+                               decay_matrices_only=c.decay_matrices_only)
         self.step_fn = TrainStep(model, optimizer, dtype=dtype, grad_clip=c.grad_clip, loss_chunk=c.loss_chunk,
                                  compile=c.compile, grad_accum=c.grad_accum,
                                  ddp=ddp_loss(model, self.dist) if self.dist.distributed else None)
@@ -123,14 +126,15 @@ class Trainer:
             self._resume(resume_from)
 
     def _resume(self, path) -> None:
-        ckpt = load_checkpoint(path, self.model, self.step_fn.optimizer, map_location=self.device)
+        ckpt = read_checkpoint(path, map_location=self.device)
+        if ckpt["step"] > self.config.steps:
+            raise ValueError(f"the checkpoint is at step {ckpt['step']}, past steps={self.config.steps}; "
+                             f"ask for steps >= {ckpt['step']}")
+        self.config.check_resumable_from(ckpt["train_config"], path)  # before its optimizer state is loaded
+        apply_checkpoint(ckpt, self.model, self.step_fn.optimizer, source=path)
         self.step, self.history, self._rng = ckpt["step"], History.from_dict(ckpt["history"]), ckpt["rng"]
-        if self.step > self.config.steps:
-            raise ValueError(f"the checkpoint is at step {self.step}, past steps={self.config.steps}; "
-                             f"ask for steps >= {self.step}")
-        self.config.check_resumable_from(ckpt["train_config"], path)
-        for group in self.step_fn.optimizer.param_groups:  # the optimizer state brings back the old values
-            group["lr"], group["weight_decay"] = self.config.lr, self.config.weight_decay
+        # The optimizer state brought back the old values; this run's may differ (and are recorded).
+        set_hyperparameters(self.step_fn.optimizer, lr=self.config.lr, weight_decay=self.config.weight_decay)
         if "scaler" in ckpt and self.step_fn.scaler.is_enabled():
             self.step_fn.scaler.load_state_dict(ckpt["scaler"])
 
@@ -149,7 +153,8 @@ class Trainer:
             torch.manual_seed(c.seed)  # dropout's randomness, seeded here, restored after
             self._restore_rng()
             self.model.train()
-            losses = _LossBuffer(self.history, end - self.step, c.batch_size * self.seq_len, self.device, c.lr)
+            losses = _LossBuffer(self.history, self.step, end - self.step, c.batch_size * self.seq_len, self.device,
+                                 c.lr_at)
             bar = tqdm(range(self.step, end), total=c.steps, initial=self.step, desc="train", disable=not self.progress)
             try:
                 self._loop(bar, losses, end)
@@ -173,9 +178,11 @@ class Trainer:
             if step % c.eval_every == 0:
                 self._evaluate(step)
             t0 = time.perf_counter()
+            for group in self.step_fn.optimizer.param_groups:
+                group["lr"] = c.lr_at(step)
             x, y = gather_windows(self.train_tokens, self.starts[step], self.seq_len)
             loss = all_reduce_mean(self.step_fn(x, y), self.dist)  # the mean over the global batch
-            losses.put(step - start, loss, start, bar, last=step == end - 1)
+            losses.put(step - start, loss, bar, last=step == end - 1)
             losses.seconds += time.perf_counter() - t0
             if self.checkpoint_path and c.checkpoint_every and (step + 1) % c.checkpoint_every == 0 and step + 1 < end:
                 losses.flush(step + 1 - start)
@@ -280,22 +287,24 @@ def train(
 class _LossBuffer:
     """Losses kept on the device and read back in bulk (each read waits for a GPU), with the time spent."""
 
-    def __init__(self, history: History, n: int, tokens_per_step: int, device: torch.device, lr: float):
-        self.history, self.tokens_per_step, self.lr = history, tokens_per_step, lr
+    def __init__(self, history: History, start: int, n: int, tokens_per_step: int, device: torch.device,
+                 lr_at: Callable[[int], float]):
+        self.history, self.start, self.tokens_per_step, self.lr_at = history, start, tokens_per_step, lr_at
         self.values = torch.zeros(n, device=device)
         self.read_every = 1 if device.type == "cpu" else 10
         self.done, self.seconds, self.filled = 0, 0.0, 0
 
-    def put(self, i: int, loss: torch.Tensor, start: int, bar, *, last: bool) -> None:
+    def put(self, i: int, loss: torch.Tensor, bar, *, last: bool) -> None:
         self.values[i] = loss.float()
         self.filled = i + 1
         if (i + 1) % self.read_every == 0 or last:
-            _check_finite(self.values[: i + 1], start, self.lr)
+            _check_finite(self.values[: i + 1], self.start, self.lr_at(self.start + i))
             bar.set_postfix(loss=f"{self.values[i].item():.3f}")
 
     def flush(self, upto: int) -> None:
-        """Move losses [done, upto) into the history, with their tokens and seconds."""
+        """Move losses [done, upto) into the history, with their learning rates, tokens and seconds."""
         self.history.train_loss.extend(self.values[self.done : upto].tolist())
+        self.history.lr.extend(self.lr_at(self.start + i) for i in range(self.done, upto))
         self.history.tokens_seen += (upto - self.done) * self.tokens_per_step
         self.history.train_seconds += self.seconds
         self.done, self.seconds = upto, 0.0

@@ -224,7 +224,7 @@ def line(rec) -> str:
     return s + (f"\n{'':<30} {rec['error']}" if rec["error"] else "")
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("notebooks", nargs="*", type=Path, help="in the order to run (default: notebooks/0*.ipynb)")
     where = ap.add_mutually_exclusive_group()
@@ -240,9 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--strict", action="store_true", help="exit 1 also when a compared output changed")
     ap.add_argument("--diff-lines", type=int, default=6,
                     help="diff lines printed per changed cell (default: %(default)s)")
-    args = ap.parse_args(argv)
-    paths = args.notebooks or sorted((ROOT / "notebooks").glob("0*.ipynb"))
+    return ap.parse_args(argv)
 
+
+def set_environment(args: argparse.Namespace) -> None:
+    """What the kernels inherit: the mode, the offline switch, and a 'python3' kernel that is this Python."""
     os.environ["GPT_LESSON_QUICK"] = "1" if args.quick else "0"
     if args.online:
         os.environ.pop("GPT_LESSON_OFFLINE", None)
@@ -250,16 +252,16 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["GPT_LESSON_OFFLINE"] = "1"
     os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [kernelspec_dir(), os.environ.get("JUPYTER_PATH")]))
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-    sanitizers = load_sanitizers(args.sanitize_with)
-    deadline = None if args.budget is None else time.monotonic() + args.budget
-    report = {"python": sys.version.split()[0], "executable": sys.executable,
-              "mode": "quick" if args.quick else "full", "offline": not args.online, "notebooks": []}
-    state: dict = {"client": None, "current": None}
 
-    def save():
-        if args.report:
-            args.report.parent.mkdir(parents=True, exist_ok=True)
-            args.report.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+
+def save_report(report: dict, path: Path | None) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+
+
+def kill_handler(report: dict, state: dict, report_path: Path | None):
+    """The SIGTERM/SIGINT handler: kill the running kernel, record the notebook cut short, save and exit 124."""
 
     def on_signal(signum, frame):  # `timeout` killed us: the kernel runs in its own session, take it along
         client = state["client"]
@@ -278,15 +280,23 @@ def main(argv: list[str] | None = None) -> int:
             rec["cell_s"] = {str(i): t for i, t in timings}
             report["notebooks"].append(rec)
         report["killed"] = signum
-        save()
+        save_report(report, report_path)
         print(f"killed by signal {signum}" + (f" while running {rec['notebook']}" if rec else ""), flush=True)
         os._exit(124)
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    print(f"# run_notebooks: {report['mode']} mode, python {report['python']}, "
-          f"{'in place' if args.inplace else 'copies to ' + args.out}", flush=True)
-    save()
+    return on_signal
+
+
+def print_record(rec: dict, diff_lines: int) -> None:
+    """A notebook's line, then the start of the diff of each changed cell."""
+    print(line(rec), flush=True)
+    for c in rec.get("changed", []):
+        print(f"    cell {c['cell']} ({'+'.join(c['what'])})", *c["diff"][:diff_lines], sep="\n      ", flush=True)
+
+
+def run_all(paths: list[Path], args: argparse.Namespace, sanitizers, deadline: float | None, report: dict,
+            state: dict) -> None:
+    """Each notebook in turn (skipped once less than 5 s of the budget is left); the report saved after each."""
     for path in paths:
         if deadline is not None and deadline - time.monotonic() < 5:
             rec = {"notebook": path.name, "ok": False, "skipped": True, "error": "budget used up", "wall_s": 0}
@@ -294,11 +304,26 @@ def main(argv: list[str] | None = None) -> int:
             rec = run_one(path, args, sanitizers, deadline, state)
         report["notebooks"].append(rec)
         state["current"] = None
-        save()
-        print(line(rec), flush=True)
-        for c in rec.get("changed", []):
-            print(f"    cell {c['cell']} ({'+'.join(c['what'])})", *c["diff"][: args.diff_lines], sep="\n      ",
-                  flush=True)
+        save_report(report, args.report)
+        print_record(rec, args.diff_lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    paths = args.notebooks or sorted((ROOT / "notebooks").glob("0*.ipynb"))
+    set_environment(args)
+    sanitizers = load_sanitizers(args.sanitize_with)
+    deadline = None if args.budget is None else time.monotonic() + args.budget
+    report = {"python": sys.version.split()[0], "executable": sys.executable,
+              "mode": "quick" if args.quick else "full", "offline": not args.online, "notebooks": []}
+    state: dict = {"client": None, "current": None}
+    on_signal = kill_handler(report, state, args.report)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print(f"# run_notebooks: {report['mode']} mode, python {report['python']}, "
+          f"{'in place' if args.inplace else 'copies to ' + args.out}", flush=True)
+    save_report(report, args.report)
+    run_all(paths, args, sanitizers, deadline, report, state)
     ran = [r for r in report["notebooks"] if r["ok"]]
     changed = sum(len(r.get("changed", [])) for r in report["notebooks"])
     total = sum(r["wall_s"] or 0 for r in report["notebooks"])

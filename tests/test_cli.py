@@ -157,3 +157,46 @@ def test_resume_with_another_seed_is_one_line_and_a_new_lr_is_recorded(tmp_path,
     assert main([*args, "--resume", str(run / "checkpoint.pt"), "--steps", "3", "--lr", "0.0005"]) == 0
     assert metrics(run)["train_config"]["lr"] == 0.0005
     assert read_checkpoint(run / "checkpoint.pt")["train_config"]["lr"] == 0.0005
+
+
+def test_every_train_config_field_is_a_flag_with_its_help_and_default():
+    """One source: the flags are made from TrainConfig's fields, with the field's help and default."""
+    import dataclasses
+
+    from gpt_lesson import TrainConfig
+    from gpt_lesson.cli import build_parser
+
+    text = build_parser().format_help().replace("\n", " ")
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        assert flag in text, flag
+        first_words = " ".join(f.metadata["help"].split()[:3])
+        assert first_words in " ".join(text.split()), (flag, first_words)
+
+
+def test_the_training_practice_switches_are_settable_and_recorded(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["--preset", "tiny", "--steps", "4", "--eval-every", "2", "--out", str(run), *FAST,
+            "--warmup-steps", "2", "--schedule", "cosine", "--min-lr-ratio", "0.2", "--decay-matrices-only",
+            "--grad-clip", "1.0", "--sampler", "epoch", "--loss-chunk", "16", "--no-amp"]
+    assert main(args) == 0
+    capsys.readouterr()
+    tc = metrics(run)["train_config"]
+    switches = (tc["warmup_steps"], tc["schedule"], tc["min_lr_ratio"], tc["decay_matrices_only"])
+    assert switches == (2, "cosine", 0.2, True)
+    assert (tc["grad_clip"], tc["sampler"], tc["loss_chunk"], tc["amp"]) == (1.0, "epoch", 16, False)
+    lr = metrics(run)["history"]["lr"]
+    assert len(lr) == 4 and lr[0] < lr[1] and lr[-1] == pytest.approx(0.2 * tc["lr"])
+    assert read_checkpoint(run / "checkpoint.pt")["train_config"] == tc
+
+
+def test_the_run_says_how_much_of_its_sample_was_copied(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["--preset", "tiny", "--steps", "2", "--eval-every", "2", "--out", str(run), *FAST,
+                 "--sample-tokens", "40"]) == 0
+    out = capsys.readouterr().out
+    m = metrics(run)["memorization"]
+    assert m["n"] == 8 and 0 <= m["train"]["share"] <= 1 and 0 <= m["test"]["share"] <= 1
+    assert "copied from the training part" in out and m["summary"] in (run / "samples.txt").read_text(encoding="utf-8")
+    assert main(["--preset", "tiny", "--steps", "2", "--out", str(tmp_path / "r2"), *FAST, "--sample-tokens", "3"]) == 0
+    assert metrics(tmp_path / "r2")["memorization"] is None  # a sample shorter than 8 tokens has no 8-gram

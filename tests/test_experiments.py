@@ -96,13 +96,18 @@ def test_run_all_reports_facts_and_writes_a_run_folder(raw, tmp_path):
     micro = dataclasses.replace(MICRO, epochs=0.01, evals_per_epoch=200)  # ~4 steps of the shortened book
     results = ex.run_all(micro, raw_text=_shortened(raw), book=str(tmp_path / "missing.txt"), progress=None)
     facts = results.facts()
-    assert set(facts) == set(ex.EXPERIMENTS) == {"samplers", "one_batch", "splits", "licence", "shift"}
+    assert set(facts) == set(ex.EXPERIMENTS) == {"samplers", "one_batch", "splits", "licence", "shift", "practice"}
     assert all(line.endswith((": True", ": False")) for lines in facts.values() for line in lines)
     assert results.other.startswith("book ")
     runs = results["samplers"].runs
     assert len(runs["epoch"]) == 2 and len(runs["random"][0].steps) >= 2
     assert {r.steps[-1] for rs in runs.values() for r in rs} == {results["splits"].block_runs[0].steps[-1]}
     assert 0 < results["licence"].licence_share < 0.5
+    practice = results["practice"]
+    assert set(practice.vs_course) == {"warmup + cosine", "clip at 1.0", "decay on matrices only", "all three"}
+    assert len(practice.runs) == 4 * len(micro.seeds) and all(line.endswith(": True") for line in practice.facts())
+    assert practice.final["course"] == results["samplers"].final["random"]  # the course's runs are the samplers'
+    assert practice.runs[0].lr[0] < max(practice.runs[0].lr)  # warmup + cosine: its lr was recorded step by step
     folder = results.write(tmp_path / "run")
     data = json.loads((folder / "results.json").read_text())
     assert data["samplers"]["final"].keys() == {"random", "epoch", "without_replacement"}

@@ -4,6 +4,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import re  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -101,3 +102,21 @@ def test_plot_losses_draws_baselines_and_an_epoch_axis():
     assert [a.get_xlabel() for a in ax.child_axes] == ["epochs: tokens seen / training tokens"]
     with pytest.raises(ValueError, match="both"):
         plot_losses(h, tokens_per_step=100)
+
+
+def test_log_scale_ticks_read_as_plain_numbers():
+    h = History(train_loss=[10.8, 7.0, 5.2, 4.1, 3.5], eval_steps=[0, 4], test_loss=[10.8, 4.0])
+    fig = plot_losses(h, log_scale=True)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels() + ax.get_yticklabels(minor=True) if t.get_text()]
+    assert ax.get_yscale() == "log" and labels
+    assert all(re.fullmatch(r"\d+(\.\d+)?", text) for text in labels), labels  # no "9 × 10⁰", no "$10^{0}$"
+
+
+def test_the_learning_rate_can_be_shown_on_a_second_axis():
+    h = History(train_loss=[5.0, 4.0, 3.0], lr=[1e-4, 1e-3, 5e-4])
+    fig = plot_losses(h, show_lr=True)
+    right = [ax for ax in fig.axes if ax.get_ylabel() == "learning rate"]
+    assert len(right) == 1 and list(right[0].lines[0].get_ydata()) == [1e-4, 1e-3, 5e-4]
+    assert len(plot_losses(h).axes) == 1  # off by default

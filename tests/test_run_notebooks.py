@@ -9,6 +9,9 @@ import importlib.util
 import json
 import os
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -109,3 +112,40 @@ def test_inplace_and_strict(tmp_path, capsys):
     stored = bad.read_bytes()
     assert run(tmp_path, bad, "--inplace") == 1
     assert bad.read_bytes() == stored  # a notebook that failed is not written back
+
+
+@pytest.mark.slow  # starts a Jupyter kernel
+def test_killed_run_keeps_its_report_and_takes_the_kernel_along(tmp_path):
+    """SIGTERM (what `timeout` sends) in the middle of a cell: the kernel is killed too, the report says where
+    it stopped, and the exit status is 124."""
+    nb = make_notebook(tmp_path / "a.ipynb", second="import os, time\nopen('pid', 'w').write(str(os.getpid()))\n"
+                                                    "time.sleep(120)")
+    report = tmp_path / "report.json"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "run_notebooks.py"), str(nb), "--report",
+                             str(report), "--out", str(tmp_path / "out")], stdout=subprocess.PIPE, text=True)
+    try:
+        give_up = time.monotonic() + 60
+        while not (tmp_path / "pid").is_file() or not (tmp_path / "pid").read_text():
+            assert proc.poll() is None and time.monotonic() < give_up, "the cell never started"
+            time.sleep(0.1)
+        kernel = int((tmp_path / "pid").read_text())
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 124
+    assert out.splitlines()[-1] == "killed by signal 15 while running a.ipynb"
+    rep = json.loads(report.read_text(encoding="utf-8"))
+    assert rep["killed"] == signal.SIGTERM
+    (rec,) = rep["notebooks"]
+    assert rec["error"] == "killed by signal 15 while running code cell 1" and rec["cells_run"] == 2
+    assert not rec["ok"] and rec["cell_s"]["1"] is None  # still running when killed
+    for _ in range(100):  # the kernel's process goes away (reaped once it is orphaned)
+        try:
+            os.kill(kernel, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"the kernel (pid {kernel}) outlived the run")

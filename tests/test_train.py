@@ -458,14 +458,53 @@ def test_weights_with_nan_are_never_saved_over_a_good_checkpoint(tmp_path):
     assert path.read_bytes() == good
 
 
+def training_step_calls(source: str) -> list[str]:
+    """The calls in ``source`` that belong to the training step alone: ``<anything>.backward(...)`` (so
+    ``torch.autograd.backward`` too, or ``backward`` imported from torch.autograd) and ``<name>.step(...)`` on a
+    name containing scaler / opt (``self.scaler``, ``optimizer``, ``opt``), as "line N: the call"."""
+    import ast
+
+    tree = ast.parse(source)
+    backward_names = {a.asname or a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                      and node.module in ("torch", "torch.autograd") for a in node.names if a.name == "backward"}
+
+    def steps_an_optimizer(func: ast.Attribute) -> bool:
+        owner = func.value.id if isinstance(func.value, ast.Name) else getattr(func.value, "attr", "")
+        return func.attr == "step" and any(word in owner.lower() for word in ("scaler", "opt"))
+
+    found = []
+    for node in ast.walk(tree):
+        func = node.func if isinstance(node, ast.Call) else None
+        if (isinstance(func, ast.Name) and func.id in backward_names
+                or isinstance(func, ast.Attribute) and (func.attr == "backward" or steps_an_optimizer(func))):
+            found.append(f"line {node.lineno}: {ast.unparse(func)}")
+    return found
+
+
 def test_one_training_step_is_written_once():
-    """train(), the timer and the benchmark share TrainStep: no other module calls optimizer.step / backward."""
+    """train(), the timer and the benchmark share TrainStep: no other module of the package (subpackages
+    included) calls backward or steps the optimizer or the gradient scaler."""
     import pathlib
 
+    # the detector itself, on sources a module elsewhere might contain
+    must_find = ["loss.backward()", "self.scaler.scale(loss).backward()", "torch.autograd.backward(loss)",
+                 "from torch.autograd import backward as bw\nbw(loss)", "self.scaler.step(self.optimizer)",
+                 "optimizer.step()", "opt.step(closure)", "self.opt.step()"]
+    for src in must_find:
+        assert training_step_calls(src), src
+    must_pass = ["c.step(x, y)", "scheduler.step()", "def backward(ctx, g):\n    return g", "backward(x)",
+                 "print('loss.backward()')  # optimizer.step()"]
+    for src in must_pass:
+        assert not training_step_calls(src), src
+    runs = "def go(model, x, y):\n    loss = model.loss(x, y)\n    loss.backward()\n"  # e.g. experiments/runs.py
+    assert training_step_calls(runs) == ["line 3: loss.backward"]
+
     pkg = pathlib.Path(train_mod.__file__).parent
-    writers = sorted(p.name for p in pkg.glob("*.py")
-                     if ".backward()" in p.read_text() or "scaler.step(" in p.read_text())
-    assert writers == ["step.py"]
+    files = sorted(pkg.rglob("*.py"))
+    assert any(p.parent != pkg for p in files)  # subpackages (gpt_lesson/experiments/) are walked
+    writers = {p.relative_to(pkg.parent).as_posix(): calls for p in files
+               if (calls := training_step_calls(p.read_text(encoding="utf-8")))}
+    assert sorted(writers) == ["gpt_lesson/step.py"], writers
 
 
 # ---- the T4 path (fp16 autocast + gradient scaler), exercised on the CPU -------------------------
@@ -620,3 +659,83 @@ def test_stop_after_must_be_a_positive_number_of_steps(data):
     with pytest.raises(ValueError,
                        match=r"stop_after must be a positive number of steps \(or None: run to the end\), got -1"):
         train(build(), *data, steps=3, stop_after=-1, **RUN)
+
+
+# ---- training practice: warmup, cosine decay, decay on matrices only (all off by default) --------------------------
+
+
+def test_the_default_schedule_is_the_courses_constant_lr():
+    c = TrainConfig(lr=1e-3)
+    assert [c.lr_at(s) for s in (0, 1, 250, 499)] == [1e-3] * 4
+    assert (c.warmup_steps, c.schedule, c.decay_matrices_only, c.grad_clip) == (0, "constant", False, None)
+
+
+def test_warmup_climbs_linearly_and_cosine_ends_at_its_floor():
+    c = TrainConfig(steps=100, lr=1e-3, warmup_steps=10, schedule="cosine", min_lr_ratio=0.1)
+    assert c.lr_at(0) == pytest.approx(1e-4) and c.lr_at(4) == pytest.approx(5e-4) and c.lr_at(9) == pytest.approx(1e-3)
+    assert c.lr_at(10) == pytest.approx(1e-3) and c.lr_at(99) == pytest.approx(1e-4)
+    lrs = [c.lr_at(s) for s in range(10, 100)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))  # only down after warmup
+    assert c.lr_at(10 + 89 // 2) == pytest.approx(0.55e-3, rel=0.02)  # halfway: half-way between peak and floor
+
+
+@pytest.mark.parametrize("field, value", [("warmup_steps", -1), ("warmup_steps", 600), ("schedule", "linear"),
+                                          ("min_lr_ratio", 1.5), ("min_lr_ratio", -0.1), ("decay_matrices_only", 1)])
+def test_bad_schedule_settings_are_refused_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=rf"TrainConfig\.{field} must be"):
+        TrainConfig(**{field: value})
+
+
+def test_decay_on_matrices_only_leaves_one_dimensional_parameters_undecayed():
+    from gpt_lesson.step import make_adamw
+
+    model = build()
+    opt = make_adamw(model, lr=1e-3, weight_decay=0.1, decay_matrices_only=True)
+    decayed, plain = opt.param_groups
+    assert decayed["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
+    assert all(p.dim() >= 2 for p in decayed["params"]) and all(p.dim() == 1 for p in plain["params"])
+    assert len(decayed["params"]) + len(plain["params"]) == len(list(model.parameters()))
+    # With zero gradients only the decay moves a weight: matrices shrink, biases and LayerNorm gains stay.
+    before = weights(model)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    for name, p in model.named_parameters():
+        moved = not torch.equal(p, before[name])
+        assert moved == (p.dim() >= 2), name
+
+
+MODERN = dict(warmup_steps=2, schedule="cosine", min_lr_ratio=0.1, grad_clip=1.0, decay_matrices_only=True)
+
+
+def test_the_history_records_the_lr_of_every_step(data):
+    h = train(build(), *data, steps=6, eval_every=3, **MODERN, **RUN)
+    c = TrainConfig(steps=6, **MODERN)
+    assert h.lr == [c.lr_at(s) for s in range(6)] and len(h.lr) == len(h.train_loss)
+    assert h.lr[0] < h.lr[1] == max(h.lr) and h.lr[-1] == pytest.approx(1e-4)
+
+
+def test_every_modern_switch_survives_a_resume_bit_identically(data, tmp_path):
+    config = TrainConfig(steps=6, eval_every=2, eval_batches=2, batch_size=2, seq_len=8, amp=False, **MODERN)
+    unbroken_model = build()
+    unbroken = train(unbroken_model, *data, config, progress=False)
+    model = build()
+    ckpt = tmp_path / "c.pt"
+    train(model, *data, config, progress=False, checkpoint_path=ckpt, stop_after=3)
+    resumed_model = build(seed=9)  # other weights: everything must come from the checkpoint
+    resumed = train(resumed_model, *data, config, progress=False, resume_from=ckpt)
+    assert resumed.train_loss == unbroken.train_loss and resumed.lr == unbroken.lr
+    assert resumed.test_loss == unbroken.test_loss
+    assert_same_weights(weights(resumed_model), weights(unbroken_model))
+    saved = read_checkpoint(ckpt)["train_config"]
+    assert {k: saved[k] for k in MODERN} == MODERN
+
+
+def test_a_resume_with_other_parameter_groups_is_refused(data, tmp_path):
+    ckpt = tmp_path / "c.pt"
+    train(build(), *data, steps=4, checkpoint_path=ckpt, stop_after=2, **RUN)
+    with pytest.raises(ValueError, match="decay_matrices_only: checkpoint False vs now True"):
+        train(build(), *data, steps=4, resume_from=ckpt, decay_matrices_only=True, **RUN)
+    h = train(build(), *data, steps=4, resume_from=ckpt, warmup_steps=1, schedule="cosine", **RUN)  # allowed
+    assert len(h.lr) == 4 and h.lr[2:] == [TrainConfig(steps=4, warmup_steps=1, schedule="cosine").lr_at(s)
+                                          for s in (2, 3)]

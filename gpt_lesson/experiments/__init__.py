@@ -4,7 +4,8 @@
 - `runs`: how every run is sized (`Setup`), trained (`train_run`) and compared (`difference`, a seed spread);
 - `questions`: one class per question, in one registry (`EXPERIMENTS`): `Samplers` (random vs epoch vs without
   replacement), `OneBatch` (the course's one-batch test loss), `Splits` (tail vs block split), `Licence` (the
-  licence in the course's test part), `Shift` (Parts I-III vs Part IV; `other_book` for any book).
+  licence in the course's test part), `Shift` (Parts I-III vs Part IV; `other_book` for any book), `Practice` (the
+  course's training settings vs warmup + cosine decay, clipping, and weight decay on matrices only).
 
 `run_all` measures every registered experiment in order and returns `Results`; ``python -m gpt_lesson.experiments
 --out DIR`` writes ``results.json``, ``table.md`` and the plots (matplotlib is imported by the plots only).
@@ -24,13 +25,14 @@ from ..book import BookError, clean_text, load_book
 from ..model import forward_flops
 from ..tokens import encode
 from .corpus import BLOCK_TEST, COURSE_BOOK, COURSE_TEST, LICENCE, TAIL_TEST, Corpus, Vocab, gulliver
-from .questions import (EXPERIMENTS, Context, Experiment, Licence, OneBatch, Samplers, Shift, Splits, register)
+from .questions import (EXPERIMENTS, Context, Experiment, Licence, OneBatch, Practice, Samplers, Shift, Splits,
+                        register)
 from .runs import Difference, Run, Setup, difference, setup, spread, train_run
 
 __all__ = ["BLOCK_TEST", "COURSE_BOOK", "COURSE_TEST", "EXPERIMENTS", "LICENCE", "TAIL_TEST", "Context", "Corpus",
-           "Difference", "Experiment", "Licence", "OneBatch", "Results", "Run", "Samplers", "Setup", "Shift", "Splits",
-           "Vocab", "context", "difference", "gulliver", "measure", "other_book", "plot_differences", "register",
-           "run_all", "setup", "spread", "t4_estimate", "train_flops", "train_run"]
+           "Difference", "Experiment", "Licence", "OneBatch", "Practice", "Results", "Run", "Samplers", "Setup",
+           "Shift", "Splits", "Vocab", "context", "difference", "gulliver", "measure", "other_book",
+           "plot_differences", "register", "run_all", "setup", "spread", "t4_estimate", "train_flops", "train_run"]
 
 
 def context(raw_text: str, setup: Setup, progress: Callable[[str], None] | None = None) -> Context:

@@ -376,3 +376,67 @@ class Shift(Experiment):
 
     def all_runs(self) -> list[Run]:
         return list(self.runs)
+
+
+@register
+@dataclass
+class Practice(Experiment):
+    """The course's training settings (a constant learning rate, no warmup, no clipping, weight decay on every
+    parameter) beside what nanoGPT and *LLMs from Scratch* teach, each switch alone and all together: the same
+    budget, seeds and tail split as the samplers' random runs, which are the course's settings."""
+
+    name: ClassVar[str] = "practice"
+    needs: ClassVar[tuple[str, ...]] = ("samplers",)
+    json_properties: ClassVar[tuple[str, ...]] = ("vs_course",)
+    settings: dict[str, dict]  # variant -> the TrainConfig fields it changes
+    final: dict[str, list[float]]  # variant -> final tail-test loss per seed; "course" included
+    runs: list[Run]
+
+    @staticmethod
+    def variants(steps: int) -> dict[str, dict]:
+        """The switches: warmup over a tenth of the run, then a cosine decay to a tenth of lr; clipping the gradient
+        norm at 1.0; weight decay on matrices only; and all three."""
+        schedule = {"warmup_steps": min(steps, max(2, steps // 10)), "schedule": "cosine", "min_lr_ratio": 0.1}
+        one = {"warmup + cosine": schedule, "clip at 1.0": {"grad_clip": 1.0},
+               "decay on matrices only": {"decay_matrices_only": True}}
+        return {**one, "all three": {k: v for d in one.values() for k, v in d.items()}}
+
+    @classmethod
+    def measure(cls, ctx: Context, done: dict[str, Experiment]) -> Practice:
+        c, s = ctx.corpus, ctx.setup
+        steps = s.steps_for(c.tail_n)
+        settings = cls.variants(steps)
+        final = {"course": done["samplers"].final["random"]}
+        runs = []
+        for variant, changes in settings.items():
+            final[variant] = []
+            for seed in s.seeds:
+                ctx.say(f"practice: {variant}, seed {seed}")
+                run = train_run(c.tokens[: c.tail_n], [c.tail_test], s, name=f"tail/{variant}", seed=seed,
+                                eval_steps=[steps], **changes)
+                runs.append(run)
+                final[variant].append(run.final(TAIL_TEST))
+        return cls(settings, final, runs)
+
+    @property
+    def vs_course(self) -> dict[str, Difference]:
+        # Paired by seed: the seed gives every variant's run the course's run's initial weights and batches.
+        return {v: difference(x, self.final["course"], paired=True) for v, x in self.final.items() if v != "course"}
+
+    def report(self) -> list[str]:
+        lines = [f"{v:24s} final test loss {mean(x):.3f} (seeds: {_seeds(x)})" for v, x in self.final.items()]
+        return lines + [f"{v} - course: {d}" for v, d in self.vs_course.items()]
+
+    def facts(self) -> list[str]:
+        sched = [r for r in self.runs if "warmup_steps" in self.settings[r.name.split("/")[-1]]]
+        floor = [r.lr[-1] / max(r.lr) for r in sched]
+        return [f"every variant's run trained as long as the course's: "
+                f"{len({r.steps[-1] for r in self.runs}) == 1}",
+                f"the scheduled runs started below their peak learning rate and ended at a tenth of it: "
+                f"{all(r.lr[0] < max(r.lr) for r in sched) and all(abs(f - 0.1) < 1e-9 for f in floor)}"]
+
+    def differences(self) -> list[tuple[str, Difference]]:
+        return [(f"{v} - course", d) for v, d in self.vs_course.items()]
+
+    def all_runs(self) -> list[Run]:
+        return list(self.runs)

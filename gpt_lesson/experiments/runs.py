@@ -72,6 +72,7 @@ class Run:
     tokens: list[int]
     loss: dict[str, list[float]]
     train_seconds: float = 0.0
+    lr: list[float] = field(default_factory=list)  # the learning rate of every step
     windows: dict[str, list[torch.Tensor]] = field(default_factory=dict, repr=False)  # per-window losses
     model: Model5 | None = field(default=None, repr=False)
 
@@ -82,14 +83,17 @@ class Run:
         return {k: getattr(self, k) for k in ("name", "sampler", "seed", "steps", "tokens", "loss", "train_seconds")}
 
 
+
 def train_run(tokens: torch.Tensor, test_sets: list[EvalSet], setup: Setup, *, name: str, seed: int,
               eval_steps: list[int], sampler: str = "random", allowed: torch.Tensor | None = None,
-              keep_windows: bool = False) -> Run:
+              keep_windows: bool = False, **settings) -> Run:
     """Train a fresh model of ``setup`` (init and batches seeded by ``seed``) to ``eval_steps[-1]`` steps,
-    evaluating every test set after each step count in ``eval_steps``."""
+    evaluating every test set after each step count in ``eval_steps``; ``settings`` change fields of its
+    `TrainConfig` (e.g. ``grad_clip=1.0``)."""
     torch.manual_seed(seed)
     model = Model5(setup.model).to(setup.device)
-    config = setup.train.with_overrides(steps=eval_steps[-1], seed=seed, sampler=sampler, eval_every=eval_steps[-1])
+    config = setup.train.with_overrides(steps=eval_steps[-1], seed=seed, sampler=sampler, eval_every=eval_steps[-1],
+                                        **settings)
     trainer = Trainer(model, tokens, None, config, device=setup.device, progress=False, allowed=allowed)
     run = Run(name, sampler, seed, [], [], {t.name: [] for t in test_sets})
     for step in eval_steps:
@@ -101,7 +105,7 @@ def train_run(tokens: torch.Tensor, test_sets: list[EvalSet], setup: Setup, *, n
             run.loss[test.name].append(w.mean().item())
             if keep_windows:
                 run.windows.setdefault(test.name, []).append(w)
-    run.train_seconds, run.model = trainer.history.train_seconds, model.cpu()
+    run.train_seconds, run.lr, run.model = trainer.history.train_seconds, trainer.history.lr, model.cpu()
     return run
 
 
