@@ -15,12 +15,14 @@ from .device import autocast_dtype, describe_runtime, in_colab, pick_device, tf3
 from .distributed import DistContext, all_reduce_mean, all_reduce_sum, barrier, ddp_loss, process_group
 from .generation import LESSON_PROMPT, generate, generate_tokens
 from .memorization import Copying, copied
-from .model import GPTConfig, KVCache, Model5, forward_flops, load_gpt2_state_dict
+from .notebook import checkpoint_path, quick
+from .model import CausalSelfAttention, GPTConfig, KVCache, Model5, forward_flops, load_gpt2_state_dict
+from .pretrained import from_hf, pretrained_gpt2
 from .presets import PRESETS, Preset, choose_preset, preset, train_config
 from .split import BlockSplit, block_split, tail_split
 from .evaluation import EvalSet, evaluate, logits_loss, mean_loss, window_losses
 from .step import LossPath, TrainStep, autocast, eval_mode, make_adamw
-from .timing import Timing, matmul_ceiling, time_forward, time_interleaved, time_it, time_train_step
+from .timing import Timing, load_note, matmul_ceiling, time_forward, time_interleaved, time_it, time_train_step
 from .tokens import EOT_ID, VOCAB_SIZE, check_tokens, decode, encode, for_display, gpt2_encoding
 from .training import History, Trainer, TrainingDiverged, TrainingInterrupted, train
 from . import experiments  # notebook 08: gl.experiments.compare_samplers(...), ...

@@ -17,16 +17,26 @@ from .config import SAMPLERS
 from .tokens import check_tokens
 
 
-def _check_sizes(n_tokens: int, batch_size: int, seq_len: int) -> None:
-    if not isinstance(batch_size, int) or batch_size <= 0:
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_sizes(n_tokens: int, batch_size: int, seq_len: int, *, tokens: str = "n_tokens") -> None:
+    """Sizes of a batch of windows: positive integers, and a window of seq_len + 1 tokens that fits.
+
+    ``tokens``: how the caller gave the token count, for the message (``"n_tokens"``, or a tensor's name).
+    """
+    if tokens == "n_tokens" and not (_is_int(n_tokens) and n_tokens >= 0):
+        raise ValueError(f"n_tokens must be an integer >= 0 (the length of the token vector), got {n_tokens!r}")
+    if not (_is_int(batch_size) and batch_size > 0):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if not isinstance(seq_len, int) or seq_len <= 0:
+    if not (_is_int(seq_len) and seq_len > 0):
         raise ValueError(f"seq_len must be a positive integer, got {seq_len!r}")
     if seq_len >= n_tokens:
-        raise ValueError(
-            f"seq_len={seq_len} must be smaller than the number of tokens ({n_tokens:,}): a window needs "
-            f"seq_len + 1 tokens. Use seq_len <= {n_tokens - 1} or more text."
-        )
+        have = f"n_tokens={n_tokens:,}" if tokens == "n_tokens" else f"{tokens} holds {n_tokens:,}"
+        fix = f"use seq_len <= {n_tokens - 1:,} or more text" if n_tokens >= 2 else "give more text"
+        raise ValueError(f"a window of seq_len={seq_len:,} needs seq_len + 1 = {seq_len + 1:,} tokens, but {have}; "
+                         f"{fix}")
 
 
 def random_starts(
@@ -39,16 +49,15 @@ def random_starts(
 ) -> torch.Tensor:
     """(B,) int64 random start positions, uniform over every valid start 0 … n_tokens - seq_len - 1.
 
-    ``allowed`` (1-D) restricts the choice to those starts (e.g. `BlockSplit.starts`). Drawn on the
-    generator's device (CPU when no generator is given).
+    ``allowed`` (1-D) restricts the choice to those starts (e.g. `BlockSplit.starts`); each must be a valid start
+    (`check_allowed`, a min and a max over them). Drawn on the generator's device (CPU when no generator is given).
     """
     _check_sizes(n_tokens, batch_size, seq_len)
     device = generator.device if generator is not None else "cpu"
-    if allowed is not None and (allowed.dim() != 1 or len(allowed) == 0):
-        raise ValueError(f"allowed must be a non-empty 1-D tensor of start positions, got shape {tuple(allowed.shape)}")
     if allowed is None:
         # randint's upper bound is exclusive: the last start, n - T - 1, is reachable.
         return torch.randint(0, n_tokens - seq_len, (batch_size,), generator=generator, device=device)
+    check_allowed(allowed, n_tokens, seq_len)
     pick = torch.randint(0, len(allowed), (batch_size,), generator=generator, device=device)
     return allowed.to(device)[pick]
 
@@ -59,7 +68,15 @@ def gather_windows(tokens: torch.Tensor, starts: torch.Tensor, seq_len: int) -> 
     The same values as notebook 04's ``tokens[starts[:, None] + torch.arange(T + 1)]``, gathered as whole rows:
     ``unfold`` views every window of T + 1 tokens without copying, ``index_select`` copies the B chosen ones.
     That avoids building and walking a (B, T+1) index tensor: about twice as fast on a CPU.
+
+    The shapes and dtypes are checked; the start values too (a min and a max over B starts), except on CUDA, where
+    reading them back would wait for the GPU at every training step: there the callers' starts (`random_starts`,
+    `batch_starts`, `EvalSet`) are valid by construction.
     """
+    check_tokens(tokens)
+    _check_sizes(len(tokens), 1, seq_len, tokens="tokens")
+    on_gpu = isinstance(starts, torch.Tensor) and starts.is_cuda
+    _check_starts(starts, "starts", len(tokens), seq_len, empty_ok=True, values=not on_gpu)
     windows = tokens.unfold(0, seq_len + 1, 1)  # (N - T, T+1), a view: row s is tokens[s : s + T + 1]
     window = windows.index_select(0, starts.to(tokens.device))  # (B, T+1), one gather
     return window[:, :-1], window[:, 1:]
@@ -80,6 +97,7 @@ def random_batch(
     batch is then drawn and gathered on the GPU with no host-device copy.
     """
     check_tokens(tokens)
+    _check_sizes(len(tokens), batch_size, seq_len, tokens="tokens")
     starts = random_starts(len(tokens), batch_size, seq_len, generator=generator, allowed=allowed)
     x, y = gather_windows(tokens, starts, seq_len)
     if x.dtype != torch.long:  # int64 for nn.Embedding and cross_entropy; convert B*T tokens, not all N
@@ -106,11 +124,12 @@ class WindowDataset(Dataset):
 
     def __init__(self, tokens: torch.Tensor, seq_len: int, stride: int | None = None) -> None:
         check_tokens(tokens)
-        _check_sizes(len(tokens), 1, seq_len)
+        _check_sizes(len(tokens), 1, seq_len, tokens="tokens")
+        if stride is not None and not (_is_int(stride) and stride > 0):
+            raise ValueError(f"stride must be a positive integer (tokens from one window's start to the next; "
+                             f"None: seq_len), got {stride!r}")
         self.tokens, self.seq_len = tokens.long(), seq_len
         self.stride = seq_len if stride is None else stride
-        if self.stride <= 0:
-            raise ValueError(f"stride must be positive, got {self.stride}")
 
     def __len__(self) -> int:
         return (len(self.tokens) - self.seq_len - 1) // self.stride + 1
@@ -138,7 +157,7 @@ def epoch_loader(
 ) -> DataLoader:
     """A DataLoader that visits every window of `WindowDataset` once per epoch (shuffled, seeded)."""
     check_tokens(tokens)  # first: a (1, N) tensor would otherwise be reported as "1 token"
-    _check_sizes(len(tokens), batch_size, seq_len)
+    _check_sizes(len(tokens), batch_size, seq_len, tokens="tokens")
     ds = WindowDataset(tokens, seq_len, stride)
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last)
 
@@ -147,10 +166,13 @@ def coverage(starts: torch.Tensor, seq_len: int, n_tokens: int) -> torch.Tensor:
     """(N,) int64: how many drawn windows had each position among their inputs X = tokens[s : s + T].
 
     Built with a difference array: +1 at each start, -1 just past its window, then a running sum.
+    ``starts`` may have any shape (e.g. a run's (steps, B) table).
     """
-    starts = starts.reshape(-1).long().cpu()
-    if len(starts) and (starts.min() < 0 or starts.max() > n_tokens - seq_len - 1):
-        raise ValueError(f"starts must lie in 0 … {n_tokens - seq_len - 1} for seq_len={seq_len}, n_tokens={n_tokens}")
+    _check_sizes(n_tokens, 1, seq_len)
+    if isinstance(starts, torch.Tensor):
+        starts = starts.reshape(-1)
+    _check_starts(starts, "starts", n_tokens, seq_len, empty_ok=True)
+    starts = starts.long().cpu()
     delta = torch.zeros(n_tokens + 1, dtype=torch.long)
     delta.index_add_(0, starts, torch.ones_like(starts))
     delta.index_add_(0, starts + seq_len, -torch.ones_like(starts))
@@ -161,13 +183,29 @@ def coverage(starts: torch.Tensor, seq_len: int, n_tokens: int) -> torch.Tensor:
 
 def check_allowed(allowed: torch.Tensor, n_tokens: int, seq_len: int) -> None:
     """``allowed`` must be a non-empty 1-D integer tensor of valid starts 0 … n_tokens - seq_len - 1."""
-    if allowed.dim() != 1 or len(allowed) == 0 or allowed.is_floating_point():
-        raise ValueError(f"allowed must be a non-empty 1-D integer tensor of start positions, got "
-                         f"shape {tuple(allowed.shape)}, dtype {allowed.dtype}")
+    _check_starts(allowed, "allowed", n_tokens, seq_len)
+
+
+def _check_starts(starts: torch.Tensor, name: str, n_tokens: int, seq_len: int, *, empty_ok: bool = False,
+                  values: bool = True) -> None:
+    """``starts``: a 1-D integer tensor of window starts (non-empty unless ``empty_ok``), each in
+    0 … n_tokens - seq_len - 1 (read only with ``values``: a min and a max, a wait on a GPU)."""
+    if not isinstance(starts, torch.Tensor):
+        raise TypeError(f"{name} must be a 1-D integer tensor of start positions, got {type(starts).__name__}")
+    if starts.dim() != 1 or (len(starts) == 0 and not empty_ok):
+        raise ValueError(f"{name} must be a {'' if empty_ok else 'non-empty '}1-D integer tensor of start positions, "
+                         f"got shape {tuple(starts.shape)}")
+    if starts.dtype.is_floating_point or starts.dtype.is_complex or starts.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer start positions, got dtype {starts.dtype}")
+    if not values or len(starts) == 0:
+        return
+    lo, hi = (int(v) for v in torch.aminmax(starts))
     last = n_tokens - seq_len - 1
-    if allowed.min() < 0 or allowed.max() > last:
-        raise ValueError(f"allowed starts must lie in 0 … {last} (n_tokens={n_tokens}, seq_len={seq_len}); got "
-                         f"{allowed.min().item()} … {allowed.max().item()}. Pass starts into the same token vector.")
+    if lo < 0 or hi > last:
+        what = "starts" if name == "starts" else f"{name} starts"
+        raise ValueError(f"{what} must lie in 0 … {last} ({n_tokens:,} tokens, seq_len={seq_len}: a window needs "
+                         f"seq_len + 1 tokens); got the start {lo if lo < 0 else hi}. Pass starts into the same "
+                         "token vector.")
 
 
 def epoch_windows(n_tokens: int, seq_len: int, *, allowed: torch.Tensor | None = None) -> torch.Tensor:
@@ -220,6 +258,8 @@ def batch_starts(
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {', '.join(map(repr, SAMPLERS))}, got {sampler!r}")
+    if not (_is_int(steps) and steps >= 0):
+        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
     _check_sizes(n_tokens, batch_size, seq_len)
     if allowed is not None:
         check_allowed(allowed, n_tokens, seq_len)

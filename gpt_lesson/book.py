@@ -419,6 +419,12 @@ def load_book(
     be fetched, the shipped copy is used and one line says why. ``budget`` bounds the time spent on the
     network in all (every URL, retry and wait, however slowly a server sends), ``timeout`` each connection and read.
     """
+    if not (isinstance(retries, int) and not isinstance(retries, bool) and retries >= 1):
+        raise ValueError(f"retries must be a positive integer (the number of tries per URL), got {retries!r}")
+    for name, value, default in (("timeout", timeout, 20), ("budget", budget, 60)):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not (number and 0 < value < float("inf")):  # NaN fails too
+            raise ValueError(f"{name} must be a positive number of seconds (the default is {default}), got {value!r}")
     offline = _env_offline() if offline is None else offline
     say = print if verbose else _quiet
     local = _local_file(book)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .batches import epoch_windows, gather_windows, random_starts
+from .batches import _check_sizes, _is_int, epoch_windows, gather_windows, random_starts
 from .distributed import DistContext, all_reduce_sum
 from .step import LossPath, eval_mode
 from .tokens import check_tokens
@@ -43,9 +43,10 @@ class EvalSet:
                allowed: torch.Tensor | None = None, name: str = "test") -> EvalSet:
         """``n_batches`` batches of ``batch_size`` random windows: batch i is what `random_batch` draws at its i-th
         call from a generator seeded with ``seed`` (``allowed``: the starts it may use)."""
-        if not (isinstance(n_batches, int) and n_batches >= 1):
+        if not (_is_int(n_batches) and n_batches >= 1):
             raise ValueError(f"n_batches must be a positive integer, got {n_batches!r} (a mean over no batch is NaN)")
         check_tokens(tokens)
+        _check_sizes(len(tokens), batch_size, seq_len, tokens="tokens")
         g = torch.Generator(device="cpu").manual_seed(seed)
         starts = random_starts(len(tokens), n_batches * batch_size, seq_len, generator=g, allowed=allowed)
         return cls(name, tokens, starts, seq_len, batch_size)
@@ -55,6 +56,7 @@ class EvalSet:
                 batch_size: int = 64) -> EvalSet:
         """Every non-overlapping window of ``tokens`` (of each run of ``allowed`` starts): the whole text, once."""
         check_tokens(tokens)
+        _check_sizes(len(tokens), batch_size, seq_len, tokens="tokens")
         return cls(name, tokens, epoch_windows(len(tokens), seq_len, allowed=allowed), seq_len, batch_size)
 
     def __len__(self) -> int:
@@ -99,6 +101,7 @@ def window_losses(model: torch.nn.Module, evalset: EvalSet, *, path: LossPath = 
     ``micro_batches``: compute each batch in this many equal pieces (the memory of a training micro-batch).
     ``loss_fn``: ``(x, y, reduction="none") -> (b, T)`` instead of ``model.loss`` (e.g. `logits_loss`).
     """
+    _check_micro_batches(micro_batches, evalset)
     with eval_mode(model):
         return torch.cat([w.cpu() for w in _own_losses(model, evalset, path, micro_batches, 0, 1, loss_fn)])
 
@@ -111,6 +114,7 @@ def mean_loss(model: torch.nn.Module, evalset: EvalSet, *, path: LossPath = FP32
     With a distributed ``dist``, rank r evaluates batches r, r + N, … and the sums are all-reduced: every rank
     returns the mean over all windows.
     """
+    _check_micro_batches(micro_batches, evalset)
     rank, world = (dist.rank, dist.world_size) if dist is not None and dist.distributed else (0, 1)
     device = next(model.parameters()).device
     total = torch.zeros((), device=device)
@@ -118,6 +122,15 @@ def mean_loss(model: torch.nn.Module, evalset: EvalSet, *, path: LossPath = FP32
         for w in _own_losses(model, evalset, path, micro_batches, rank, world, loss_fn):
             total += w.sum()
     return (all_reduce_sum(total, dist) / len(evalset)).item()
+
+
+def _check_micro_batches(micro_batches: int, evalset: EvalSet) -> None:
+    if not (_is_int(micro_batches) and micro_batches >= 1):
+        raise ValueError(f"micro_batches must be a positive integer (pieces per batch), got {micro_batches!r}")
+    sizes = {len(b) for b in evalset.batches()}
+    if any(b % micro_batches for b in sizes):
+        raise ValueError(f"micro_batches={micro_batches} does not split the batches of {sorted(sizes)} windows into "
+                         "equal pieces; use a divisor of the batch size")
 
 
 def logits_loss(forward: Callable[[torch.Tensor], torch.Tensor]) -> LossFn:
@@ -145,7 +158,14 @@ def evaluate(
     dist: DistContext | None = None,
 ) -> float:
     """Mean loss over ``n_batches`` random batches of ``tokens``; the same batches for the same seed
-    (`EvalSet.random` and `mean_loss` in one call)."""
+    (`EvalSet.random` and `mean_loss` in one call). The token ids are checked against the model's vocabulary once."""
+    config = getattr(model, "config", None)
+    check_tokens(tokens, vocab_size=getattr(config, "vocab_size", None))
+    context = getattr(config, "context_length", None)
+    if _is_int(seq_len) and context is not None and seq_len > context:
+        raise ValueError(f"seq_len={seq_len} exceeds the model's context_length={context}; use seq_len <= {context}")
+    if not (_is_int(loss_chunk) and loss_chunk >= 0):
+        raise ValueError(f"loss_chunk must be 0 (off) or a positive row count, got {loss_chunk!r}")
     evalset = EvalSet.random(tokens, batch_size=batch_size, seq_len=seq_len, n_batches=n_batches, seed=seed,
                              allowed=allowed)
     return mean_loss(model, evalset, path=LossPath.for_run(loss_chunk, dtype), micro_batches=micro_batches, dist=dist)

@@ -46,15 +46,23 @@ def generate_tokens(
     use_cache: bool = True,
 ) -> torch.Tensor:
     """idx (B, T0) -> (B, T0 + max_new_tokens). The model sees at most its last context_length tokens."""
+    if not (isinstance(max_new_tokens, int) and not isinstance(max_new_tokens, bool) and max_new_tokens >= 0):
+        raise ValueError(f"max_new_tokens must be an integer >= 0 (tokens to add), got {max_new_tokens!r}")
+    if not (isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+            and (temperature > 0 or greedy)):  # NaN fails "> 0" too
+        greedy_hint = "; for the most likely token use greedy=True" if temperature in (0, 0.0) else ""
+        raise ValueError(f"temperature must be a number > 0 (1.0: the model's own probabilities), "
+                         f"got {temperature!r}{greedy_hint}")
+    if top_k is not None and not (isinstance(top_k, int) and not isinstance(top_k, bool) and top_k >= 1):
+        raise ValueError(f"top_k must be a positive integer (sample among the k most likely tokens) or None, "
+                         f"got {top_k!r}")
+    if not isinstance(idx, torch.Tensor):
+        raise TypeError(f"the prompt must be a tensor of token ids (use gpt_lesson.encode), got {type(idx).__name__}")
     if idx.dim() == 1:
         idx = idx[None]
     if idx.size(1) == 0:
         raise ValueError("the prompt is empty; give at least one token (for example a newline)")
     check_tokens(idx.reshape(-1), "the prompt", vocab_size=model.config.vocab_size)
-    if temperature <= 0 and not greedy:
-        raise ValueError(f"temperature must be > 0 (got {temperature}); use greedy=True for the most likely token")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
     ctx = model.config.context_length
     device = next(model.parameters()).device
     idx = idx.to(device)

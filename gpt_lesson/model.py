@@ -13,6 +13,7 @@ The named sizes (presets) are in `gpt_lesson.presets`, the chunked loss in `gpt_
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -43,15 +44,18 @@ class GPTConfig:
 
     def __post_init__(self) -> None:
         for f in ("vocab_size", "context_length", "n_layer", "n_head", "n_embd", "vocab_multiple"):
-            if not isinstance(getattr(self, f), int) or getattr(self, f) <= 0:
-                raise ValueError(f"GPTConfig.{f} must be a positive integer, got {getattr(self, f)!r}")
+            v = getattr(self, f)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ValueError(f"GPTConfig.{f} must be a positive integer, got {v!r}")
+        if not (_is_number(self.ln_eps) and self.ln_eps > 0):
+            raise ValueError(f"GPTConfig.ln_eps must be a small positive number (GPT-2's is 1e-5), got {self.ln_eps!r}")
+        if not (_is_number(self.dropout) and 0.0 <= self.dropout < 1.0):
+            raise ValueError(f"GPTConfig.dropout must be a number in [0, 1), got {self.dropout!r}")
         if self.n_embd % self.n_head:
             raise ValueError(
                 f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}; each head gets n_embd / n_head "
                 f"channels. Use e.g. n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))}."
             )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.gelu_approximate not in ("none", "tanh"):
             raise ValueError(f"gelu_approximate must be 'none' (exact GELU) or 'tanh' (GPT-2's), "
                              f"got {self.gelu_approximate!r}")
@@ -73,6 +77,10 @@ class GPTConfig:
         if unknown:
             raise ValueError(f"unknown GPTConfig fields {sorted(unknown)}; known: {sorted(known)}")
         return cls(**d)
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 class KVCache:
@@ -176,7 +184,15 @@ class Model5(nn.Module):
         return n if include_position else n - self.transformer.wpe.weight.numel()
 
     def hidden(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        """idx (B, T) -> final hidden states (B, T, C), after the last LayerNorm."""
+        """idx (B, T) -> final hidden states (B, T, C), after the last LayerNorm.
+
+        The ids are checked first (`check_ids`): an id outside the vocabulary is a ValueError that names it,
+        not an ``IndexError`` deep in the embedding. That is a min and a max over the B×T ids; on CUDA it waits
+        for the GPU, so it is skipped on the CUDA training hot path (gradients on) and inside ``torch.compile``,
+        where `train` has already checked the whole token vector once.
+        """
+        if not (isinstance(idx, torch.Tensor) and idx.is_cuda and torch.is_grad_enabled() or _compiling()):
+            check_ids(idx, self.config.vocab_size)
         B, T = idx.shape
         start = cache.pos if cache is not None else 0
         if start + T > self.config.context_length:
@@ -236,6 +252,34 @@ class Model5(nn.Module):
         return loss if reduction == "mean" else loss.view(targets.shape)
 
 
+def check_ids(idx: torch.Tensor, vocab_size: int) -> None:
+    """Raise a clear error unless ``idx`` is a (B, T) integer tensor of ids in 0 … vocab_size - 1."""
+    if not isinstance(idx, torch.Tensor):
+        raise TypeError(f"the model takes a (B, T) tensor of token ids (use gpt_lesson.encode), "
+                        f"got {type(idx).__name__}")
+    if idx.dim() != 2:
+        raise ValueError(f"the model takes token ids of shape (B, T), got shape {tuple(idx.shape)}; "
+                         "for one sequence of ids use ids[None]")
+    if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
+        raise TypeError(f"token ids must be integers, got dtype {idx.dtype}; convert with ids.long()")
+    if idx.numel():
+        lo, hi = torch.aminmax(idx)  # one pass, and one wait on a GPU
+        lo, hi = int(lo), int(hi)
+        if lo < 0 or hi >= vocab_size:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"token id {bad} is outside the model's vocabulary 0 … {vocab_size - 1} "
+                             f"(vocab_size={vocab_size}); make ids with gpt_lesson.encode, or build the model "
+                             "with the vocabulary of its ids")
+
+
+def _compiling() -> bool:
+    """True while torch.compile traces (a check that reads a value back would break its graph)."""
+    compiler = getattr(torch, "compiler", None)
+    if compiler is not None and hasattr(compiler, "is_compiling"):
+        return compiler.is_compiling()
+    return torch._dynamo.is_compiling()  # torch < 2.3
+
+
 def _autocast_on(device: torch.device) -> bool:
     try:
         return torch.is_autocast_enabled(device.type)
@@ -269,21 +313,52 @@ def _gpt2_init(m: nn.Module) -> None:
 
 _CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
+# HF GPT2Config.activation_function -> GPTConfig.gelu_approximate (the other activations have no counterpart here)
+_HF_GELU = {"gelu": "none", "gelu_python": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu_fast": "tanh"}
 
-def load_gpt2_state_dict(model: Model5, state_dict: dict[str, torch.Tensor]) -> Model5:
-    """Copy a HuggingFace ``GPT2LMHeadModel`` state dict into ``model`` (same config), in place.
 
-    HF's ``Conv1D`` stores (in, out) weights, the transpose of ``nn.Linear``'s; the causal-mask
-    buffers (``attn.bias``, ``attn.masked_bias``) are not parameters here and are skipped.
+def load_gpt2_state_dict(model: Model5, state_dict: Mapping[str, torch.Tensor] | nn.Module, *,
+                         config: object | None = None) -> Model5:
+    """Copy HuggingFace ``GPT2LMHeadModel`` weights into ``model``, in place, after checking they give its function.
+
+    ``state_dict``: the HF model's state dict, or the HF model itself (anything with ``.state_dict()`` and
+    ``.config``). ``config``: the HF ``GPT2Config`` (default: the model's, when the model is given). A bare state
+    dict carries the sizes, which are checked; the GELU kind and the LayerNorm eps are checked only with a config.
+    Every mismatch is refused with the field's name, both values and the fix: the sizes (vocab_size,
+    context_length, n_layer, n_embd, and with a config n_head), an untied head (Model5's head is its token
+    embedding), the activation (``gelu_approximate``), ``ln_eps``, HF attention options Model5 does not have, and
+    the course's switches that change the output (``scale_logits``, ``log_softmax_output``).
+
+    HF's ``Conv1D`` stores (in, out) weights, the transpose of ``nn.Linear``'s; the causal-mask buffers
+    (``attn.bias``, ``attn.masked_bias``) are not parameters here and are skipped. A padded vocabulary
+    (``vocab_multiple``) keeps its extra rows.
     """
-    ours = model.state_dict()
+    if not isinstance(state_dict, Mapping):  # the HF model itself: its weights, and its config unless one is given
+        if not callable(getattr(state_dict, "state_dict", None)):
+            raise TypeError(f"give a GPT2LMHeadModel or its state dict, got {type(state_dict).__name__}")
+        config = getattr(state_dict, "config", None) if config is None else config
+        state_dict = state_dict.state_dict()
+    for switch in ("scale_logits", "log_softmax_output"):
+        if getattr(model.config, switch):
+            raise ValueError(f"{switch}: the model has the course's {switch}=True, which changes its output from "
+                             f"GPT-2's; build it with gl.GPTConfig(..., {switch}=False)")
     theirs = {k: v for k, v in state_dict.items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
-    missing = set(ours) - set(theirs)
-    extra = set(theirs) - set(ours)
+    if config is not None:
+        _check_hf_config(model.config, config)
+    _check_gpt2_sizes(model.config, theirs)
+    _check_tied(theirs)
+    theirs.setdefault("lm_head.weight", theirs["transformer.wte.weight"])  # a state dict saved without the tied head
+    _copy_gpt2(model.state_dict(), theirs)
+    return model
+
+
+def _copy_gpt2(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor]) -> None:
+    """Copy GPT-2's tensors into ours (Conv1D weights transposed), after checking the names match."""
+    missing, extra = set(ours) - set(theirs), set(theirs) - set(ours)
     if missing or extra:
         raise ValueError(
             f"state dict does not fit Model5: missing {sorted(missing)[:5]}, unexpected {sorted(extra)[:5]}; "
-            "is it a GPT2LMHeadModel state dict of the same n_layer?"
+            "is it a GPT2LMHeadModel state dict?"
         )
     with torch.no_grad():
         for k, v in theirs.items():
@@ -296,4 +371,74 @@ def load_gpt2_state_dict(model: Model5, state_dict: dict[str, torch.Tensor]) -> 
                 raise ValueError(f"{k}: shape {tuple(v.shape)} does not fit {tuple(ours[k].shape)}; "
                                  "compare the configs")
             ours[k].copy_(v)
-    return model
+
+
+def _refuse(field: str, hf_name: str, theirs: object, ours: object) -> None:
+    raise ValueError(f"{field}: the GPT-2 weights have {hf_name}={theirs!r}, the model {field}={ours!r}; build it "
+                     f"with gl.GPTConfig(..., {field}={theirs!r})")
+
+
+def _check_hf_config(cfg: GPTConfig, hf: object) -> None:
+    """Compare an HF ``GPT2Config`` with ``cfg``: every field that changes the function, by our field's name."""
+    sizes = {"vocab_size": "vocab_size", "context_length": "n_positions", "n_layer": "n_layer",
+             "n_head": "n_head", "n_embd": "n_embd"}
+    for ours, name in sizes.items():
+        v = getattr(hf, name, None)
+        if v is not None and v != getattr(cfg, ours):
+            _refuse(ours, name, v, getattr(cfg, ours))
+    act = getattr(hf, "activation_function", None)
+    if act is not None:
+        if act not in _HF_GELU:
+            raise ValueError(f"activation_function={act!r}: Model5 has the exact GELU ('gelu') or its tanh "
+                             f"approximation ('gelu_new'), not {act!r}; these weights do not fit it")
+        if _HF_GELU[act] != cfg.gelu_approximate:
+            raise ValueError(f"gelu_approximate: GPT-2 uses {_HF_GELU[act]!r} (activation_function={act!r}), the "
+                             f"model {cfg.gelu_approximate!r}; build it with "
+                             f"gl.GPTConfig(..., gelu_approximate={_HF_GELU[act]!r})")
+    eps = getattr(hf, "layer_norm_epsilon", None)
+    if eps is not None and not math.isclose(eps, cfg.ln_eps, rel_tol=1e-6):
+        raise ValueError(f"ln_eps: GPT-2 uses layer_norm_epsilon={eps!r}, the model ln_eps={cfg.ln_eps!r}; build it "
+                         f"with gl.GPTConfig(..., ln_eps={eps!r})")
+    n_inner = getattr(hf, "n_inner", None)
+    if n_inner is not None and n_inner != 4 * cfg.n_embd:
+        raise ValueError(f"n_inner={n_inner}: Model5's MLP is 4 * n_embd = {4 * cfg.n_embd} wide; these weights do "
+                         "not fit it")
+    for option, value in (("scale_attn_weights", True), ("scale_attn_by_inverse_layer_idx", False)):
+        if getattr(hf, option, value) != value:
+            raise ValueError(f"{option}={getattr(hf, option)!r}: Model5's attention has GPT-2's {option}={value}; "
+                             "these weights do not fit it")
+
+
+def _check_gpt2_sizes(cfg: GPTConfig, sd: Mapping[str, torch.Tensor]) -> None:
+    """The sizes a state dict shows (vocabulary, context, depth, width) against ``cfg``, by field name."""
+    for key in ("transformer.wte.weight", "transformer.wpe.weight"):
+        if key not in sd:
+            raise ValueError(f"the state dict has no {key}; give a GPT2LMHeadModel or its state_dict()")
+    (V, C), T = sd["transformer.wte.weight"].shape, sd["transformer.wpe.weight"].shape[0]
+    L = len({k.split(".")[2] for k in sd if k.startswith("transformer.h.")})
+    found = {"vocab_size": (V, " rows of transformer.wte.weight"),
+             "context_length": (T, " rows of transformer.wpe.weight"),
+             "n_layer": (L, " blocks transformer.h.*"), "n_embd": (C, " columns of transformer.wte.weight")}
+    for field, (theirs, where) in found.items():
+        if theirs != getattr(cfg, field):
+            raise ValueError(f"{field}: the GPT-2 weights have {theirs}{where}, the model {field}="
+                             f"{getattr(cfg, field)}; build it with gl.GPTConfig(..., {field}={theirs})")
+
+
+def _check_tied(sd: Mapping[str, torch.Tensor]) -> None:
+    """Model5's head is its token embedding: weights whose ``lm_head.weight`` differs from it cannot be held."""
+    head, wte = sd.get("lm_head.weight"), sd["transformer.wte.weight"]
+    if head is None or head is wte:
+        return
+    if head.shape == wte.shape and (_same_memory(head, wte) or torch.equal(head, wte)):
+        return
+    diff = (head.float() - wte.float()).abs().max().item() if head.shape == wte.shape else None
+    by = f" (by up to {diff:.3g})" if diff is not None else f" (shape {tuple(head.shape)} vs {tuple(wte.shape)})"
+    raise ValueError(f"lm_head.weight differs from transformer.wte.weight{by}: these weights have an untied head, "
+                     "and Model5's head is its token embedding, one tensor that cannot hold both. Load a model with "
+                     "tied embeddings (GPT2Config(tie_word_embeddings=True), as GPT-2's own weights are)")
+
+
+def _same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Two views of one tensor (a tied model's state dict), so equal without comparing every value."""
+    return a.data_ptr() == b.data_ptr() and a.stride() == b.stride() and a.dtype == b.dtype

@@ -15,18 +15,25 @@ import torch
 from .tokens import check_tokens
 
 
-def _check_fraction(name: str, value: float) -> None:
-    if not 0.0 < value < 1.0:
-        raise ValueError(f"{name} must be strictly between 0 and 1 (e.g. 0.9), got {value!r}")
+def _check_fraction(name: str, value: float, example: float) -> None:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (number and 0.0 < value < 1.0):  # NaN fails the comparison too
+        raise ValueError(f"{name} must be a number strictly between 0 and 1 (e.g. {example}), got {value!r}")
+
+
+def _check_positive(name: str, value: int) -> None:
+    if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def tail_split(tokens: torch.Tensor, train_frac: float = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
     """(N,) -> train (n,), test (N - n,) with n = int(train_frac * N): the head trains, the tail tests."""
     check_tokens(tokens)
-    _check_fraction("train_frac", train_frac)
+    _check_fraction("train_frac", train_frac, 0.9)
     n = int(train_frac * len(tokens))
     if n == 0 or n == len(tokens):
-        raise ValueError(f"train_frac={train_frac} leaves an empty part of {len(tokens)} tokens")
+        raise ValueError(f"tokens holds {len(tokens)} token(s): train_frac={train_frac} of them leaves the "
+                         f"{'train' if n == 0 else 'test'} part empty; give more text")
     return tokens[:n], tokens[n:]
 
 
@@ -73,17 +80,21 @@ def block_split(
     window of ``seq_len + 1`` tokens never touches test text.
     """
     check_tokens(tokens)
-    _check_fraction("test_frac", test_frac)
+    _check_fraction("test_frac", test_frac, 0.1)
+    _check_positive("block_len", block_len)
+    _check_positive("seq_len", seq_len)
     n = len(tokens)
     if block_len <= 2 * seq_len:
         raise ValueError(f"block_len={block_len} must exceed 2 * seq_len={2 * seq_len} so blocks survive the gaps")
     n_blocks = n // block_len
     n_test = max(1, round(test_frac * n / block_len))
     if n_test >= n_blocks:
-        raise ValueError(
-            f"{n} tokens make only {n_blocks} blocks of {block_len}; too few for test_frac={test_frac}. "
-            "Use a smaller block_len."
-        )
+        fits = [b for b in range(min(block_len - 1, n // 2), 2 * seq_len, -1)  # the largest block_len that works
+                if n // b > max(1, round(test_frac * n / b))][:1]
+        fix = (f"use a smaller block_len (e.g. {fits[0]})" if fits else
+               f"give more text (a split needs at least 2 blocks of more than 2 * seq_len = {2 * seq_len} tokens)")
+        raise ValueError(f"{n} tokens make only {n_blocks} blocks of block_len={block_len}; too few for "
+                         f"test_frac={test_frac} (a test block and training text); {fix}")
     chosen = torch.randperm(n_blocks, generator=generator)[:n_test].sort().values.tolist()
     test = [(i * block_len, (i + 1) * block_len) for i in chosen]
     # Training text: the complement, trimmed by `gap` next to each test block. The tail after the

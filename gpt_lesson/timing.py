@@ -7,6 +7,7 @@ times came out too low. `time_it` synchronizes on both sides of every repeat.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -54,8 +55,10 @@ def time_interleaved(
     """Time several functions in turns (A B C, A B C, ...) so that drift of the machine's speed over the
     run (other load, clock changes) falls on all of them alike, not on whichever ran last."""
     device = torch.device(device)
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
+    if not (isinstance(repeats, int) and not isinstance(repeats, bool) and repeats >= 1):
+        raise ValueError(f"repeats must be a positive integer (timed calls; the median is reported), got {repeats!r}")
+    if not (isinstance(warmup, int) and not isinstance(warmup, bool) and warmup >= 0):
+        raise ValueError(f"warmup must be an integer >= 0 (untimed calls first), got {warmup!r}")
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -98,3 +101,13 @@ def matmul_ceiling(device: torch.device | str = "cpu", dtype: torch.dtype = torc
     b = torch.randn(n, n, device=device, dtype=dtype)
     t = time_it(lambda: a @ b, device, warmup=2, repeats=repeats)
     return 2 * n**3 / t.median
+
+
+def load_note() -> str:
+    """The machine's load next to a timing: another program running at the same time makes every figure slower,
+    and this line shows it (a load near the number of cores means the cores were busy)."""
+    cores = os.cpu_count() or 1
+    if not hasattr(os, "getloadavg"):  # Windows
+        return f"{cores} cores; load average not available here"
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {cores} cores"

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .batches import batch_starts, gather_windows
+from .batches import _check_sizes, batch_starts, gather_windows
 from .checkpoints import apply_checkpoint, read_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .device import autocast_dtype, tf32_matmuls
@@ -100,6 +100,9 @@ class Trainer:
         if test_tokens is not None:
             check_tokens(test_tokens, "test_tokens", vocab_size=model.config.vocab_size)
         self.seq_len = c.seq_len_for(model.config)
+        for name, t in (("train_tokens", train_tokens), ("test_tokens", test_tokens)):
+            if t is not None:  # a window of seq_len + 1 tokens must fit, said of the tensor the caller passed
+                _check_sizes(len(t), c.batch_size, self.seq_len, tokens=name)
         self.dist = dist if dist is not None else DistContext(torch.device("cpu"))
         self.device = _run_device(model, device, self.dist)
         rows = per_process_batch(c, self.dist.world_size)
@@ -276,7 +279,8 @@ def train(
       its rows of every global batch with DDP, on ``dist.device``; only rank 0 shows progress and saves.
     """
     config = (config or TrainConfig()).with_overrides(**overrides)
-    if stop_after is not None and not (isinstance(stop_after, int) and stop_after >= 1):
+    if stop_after is not None and not (isinstance(stop_after, int) and not isinstance(stop_after, bool)
+                                       and stop_after >= 1):
         raise ValueError(f"stop_after must be a positive number of steps (or None: run to the end), got {stop_after!r}")
     trainer = Trainer(model, train_tokens, test_tokens, config, device=device, progress=progress,
                       checkpoint_path=checkpoint_path, resume_from=resume_from, allowed=allowed, dist=dist)

@@ -5,8 +5,9 @@ Every notebook's first code cell is ``render()``: in Colab it installs this pack
 badges open (``[tool.gpt-lesson] colab-ref`` of pyproject.toml: ``main`` between releases, ``vX.Y.Z`` in a release
 commit) of ``[project.urls] Repository``, without the ``notebooks`` extra (Colab has Jupyter), and only if
 ``gpt_lesson`` is not importable yet, so a re-run in the same runtime takes seconds (and does not update it);
-everywhere it prints the runtime in one line. Outside Colab it installs nothing. Its output names the device, so
-it is marked ``# NBVAL_IGNORE_OUTPUT``.
+everywhere it prints the runtime in one line. Outside Colab it installs nothing. It is a Colab form cell (``# @title
+... { display-mode: "form" }``): Colab shows it as one titled line, so the first cell a student reads is the lesson;
+elsewhere it is plain code. Its output names the device, so it carries the ``nbval-ignore-output`` tag.
 
 The notebooks' metadata asks Colab for a GPU runtime only in the notebooks that use one (``GPU_NOTEBOOKS``).
 
@@ -45,9 +46,12 @@ GPU_NOTEBOOKS = ("05", "06", "07")
 CPU_NOTEBOOKS = ("01", "02", "03", "04", "08")
 COLAB_GPU = "T4"  # Colab's free GPU
 
+IGNORE_TAG = "nbval-ignore-output"  # the setup cell prints the device: nbval must not compare it (a tag, not a
+# comment line, because Colab wants the form's "# @title" line first)
+
 TEMPLATE = '''\
-# NBVAL_IGNORE_OUTPUT
-# Setup. In Colab, once per runtime: install gpt_lesson (it ships the book and the GPT-2 tokenizer) from {ref} of
+# @title Setup: installs gpt_lesson in Colab, prints the runtime {{ display-mode: "form" }}
+# In Colab, once per runtime: install gpt_lesson (it ships the book and the GPT-2 tokenizer) from {ref} of
 # its GitHub repository, the ref this notebook's Colab badge opens. If gpt_lesson is importable already, the install
 # is skipped: a re-run is fast but does not update it (Runtime > Disconnect and delete runtime for a fresh one).
 # Elsewhere this cell installs nothing: install gpt_lesson yourself first (see the README). It prints the runtime.
@@ -153,8 +157,10 @@ def setup_cell(nb):
 def needs_run(cell, cell_source: str) -> bool:
     """Whether writing ``cell_source`` into ``cell`` needs a kernel: its source differs, and not just in the install
     line of an executed cell (that line runs only in Colab, so the stored output would not change)."""
-    if cell is None or cell.source == cell_source:
+    if cell is None or (cell.source == cell_source and IGNORE_TAG in cell.metadata.get("tags", [])):
         return False
+    if cell.source == cell_source:
+        return False  # only the tag is missing: `fix_setup_cell` adds it
     return not (same_template(cell.source) and cell.execution_count == 1 and cell.outputs)
 
 
@@ -174,6 +180,9 @@ def run_cell(source: str) -> tuple[list, dict]:
 def fix_setup_cell(cell, cell_source: str, ran: tuple[list, dict] | None) -> None:
     """Write ``cell_source`` into ``cell``, with its stored output if only the install line changed, else with
     ``ran`` (the outputs and timing of ``run_cell(cell_source)``)."""
+    tags = cell.metadata.setdefault("tags", [])
+    if IGNORE_TAG not in tags:
+        tags.append(IGNORE_TAG)
     if not needs_run(cell, cell_source):
         cell.source = cell_source  # only the install line changed: the stored output holds
         return
@@ -207,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         cell = setup_cell(nb)
         if cell is None:
             found.append(f"{path.name}: no code cell")
-        elif cell.source != cell_source:
+        elif cell.source != cell_source or IGNORE_TAG not in cell.metadata.get("tags", []):
             found.append(f"{path.name}: setup cell out of date")
             if args.write:
                 fix_setup_cell(cell, cell_source, ran)

@@ -56,7 +56,7 @@ def test_gather_windows_equals_the_index_tensor_gather():
     window = tokens[starts[:, None] + torch.arange(T + 1)]
     x, y = gather_windows(tokens, starts, T)
     assert torch.equal(x, window[:, :-1]) and torch.equal(y, window[:, 1:])
-    with pytest.raises(IndexError):  # a start with no full window after it
+    with pytest.raises(ValueError, match=f"got the start {N - T}"):  # a start with no full window after it
         gather_windows(tokens, torch.tensor([N - T]), T)
 
 

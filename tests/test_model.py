@@ -323,12 +323,12 @@ def test_preset_overrides_and_config_round_trip():
 # ---- GPT-2 weights -----------------------------------------------------------------------------
 
 
-def _hf_gpt2(cfg: GPTConfig, seed: int = 0, activation: str = "gelu"):
+def _hf_gpt2(cfg: GPTConfig, seed: int = 0, activation: str = "gelu", tied: bool = True):
     transformers = pytest.importorskip("transformers", reason="transformers is needed for the GPT-2 parity test")
     hf_cfg = transformers.GPT2Config(
         n_positions=cfg.context_length, n_embd=cfg.n_embd, n_layer=cfg.n_layer, n_head=cfg.n_head,
         vocab_size=cfg.vocab_size, activation_function=activation, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-        layer_norm_epsilon=1e-5, tie_word_embeddings=True, bos_token_id=0, eos_token_id=0,
+        layer_norm_epsilon=1e-5, tie_word_embeddings=tied, bos_token_id=0, eos_token_id=0,
     )
     torch.manual_seed(seed)
     hf = transformers.GPT2LMHeadModel(hf_cfg).eval()
@@ -399,8 +399,108 @@ def test_gpt2_state_dict_of_another_depth_is_refused():
 
 def test_gpt2_state_dict_of_another_width_is_refused():
     hf = _hf_gpt2(GPTConfig(**{**SMALL.to_dict(), "n_embd": 48}))
-    with pytest.raises(ValueError, match="does not fit"):
+    with pytest.raises(ValueError, match=r"n_embd: the GPT-2 weights have 48 .*the model n_embd=32"):
         load_gpt2_state_dict(build(SMALL), hf.state_dict())
+
+
+TANH = GPTConfig(**{**SMALL.to_dict(), "gelu_approximate": "tanh"})
+
+
+@pytest.mark.parametrize("give", ["state_dict", "model"])
+def test_an_untied_gpt2_head_is_refused_naming_both_tensors(give):
+    """Model5's head is its embedding: an untied HF head used to overwrite it, and the logits then differed."""
+    hf = _hf_gpt2(TANH, seed=3, activation="gelu_new", tied=False)
+    sd = hf.state_dict()
+    assert not torch.equal(sd["lm_head.weight"], sd["transformer.wte.weight"])
+    with pytest.raises(ValueError, match=r"lm_head\.weight differs from transformer\.wte\.weight.*tie_word_embeddings"):
+        load_gpt2_state_dict(build(TANH), sd if give == "state_dict" else hf)
+
+
+@pytest.mark.parametrize("field, value", [("vocab_size", 98), ("context_length", 8), ("n_layer", 3), ("n_embd", 64)])
+@pytest.mark.parametrize("give", ["state_dict", "model"])
+def test_a_size_mismatch_names_the_field_both_values_and_the_fix(field, value, give):
+    hf = _hf_gpt2(TANH, activation="gelu_new")
+    model = build(GPTConfig(**{**TANH.to_dict(), field: value}))
+    with pytest.raises(ValueError) as err:
+        load_gpt2_state_dict(model, hf.state_dict() if give == "state_dict" else hf)
+    msg = str(err.value)
+    assert msg.startswith(f"{field}:") and f"{field}={value}" in msg
+    assert f"gl.GPTConfig(..., {field}={getattr(TANH, field)})" in msg
+
+
+def test_n_head_is_checked_when_the_config_is_given():
+    hf = _hf_gpt2(TANH, activation="gelu_new")
+    with pytest.raises(ValueError, match=r"n_head: the GPT-2 weights have n_head=2, the model n_head=4"):
+        load_gpt2_state_dict(build(GPTConfig(**{**TANH.to_dict(), "n_head": 4})), hf)
+
+
+@pytest.mark.parametrize("give", ["model", "config"])
+def test_a_gelu_or_eps_mismatch_is_refused_when_the_hf_config_is_known(give):
+    hf = _hf_gpt2(TANH, activation="gelu_new")
+
+    def load(cfg: GPTConfig) -> Model5:
+        if give == "model":
+            return load_gpt2_state_dict(build(cfg), hf)
+        return load_gpt2_state_dict(build(cfg), hf.state_dict(), config=hf.config)
+
+    with pytest.raises(ValueError) as err:
+        load(SMALL)  # the exact GELU, GPT-2's is the tanh one
+    assert str(err.value) == ("gelu_approximate: GPT-2 uses 'tanh' (activation_function='gelu_new'), the model "
+                              "'none'; build it with gl.GPTConfig(..., gelu_approximate='tanh')")
+    with pytest.raises(ValueError, match=r"ln_eps: GPT-2 uses layer_norm_epsilon=1e-05, the model ln_eps=1e-06"):
+        load(GPTConfig(**{**TANH.to_dict(), "ln_eps": 1e-6}))
+    exact = _hf_gpt2(SMALL, activation="gelu")  # "gelu" is the exact GELU: the default model fits
+    load_gpt2_state_dict(build(SMALL), exact)
+    with pytest.raises(ValueError, match="gelu_approximate='none'"):
+        load_gpt2_state_dict(build(TANH), exact)
+    with pytest.raises(ValueError, match="activation_function='relu'"):
+        load_gpt2_state_dict(build(TANH), hf.state_dict(), config=type(hf.config)(**{**hf.config.to_dict(),
+                                                                                    "activation_function": "relu"}))
+
+
+@pytest.mark.parametrize("switch", ["scale_logits", "log_softmax_output"])
+def test_course_switches_that_change_the_output_are_refused(switch):
+    hf = _hf_gpt2(TANH, activation="gelu_new")
+    with pytest.raises(ValueError, match=rf"^{switch}: .*{switch}=False"):
+        load_gpt2_state_dict(build(GPTConfig(**{**TANH.to_dict(), switch: True})), hf.state_dict())
+
+
+def test_the_hf_model_itself_loads_and_gives_its_logits():
+    hf = _hf_gpt2(TANH, seed=4, activation="gelu_new")
+    model = load_gpt2_state_dict(build(TANH, seed=6), hf).eval()
+    x = tokens((2, 16), 97, 25)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), hf(x).logits, rtol=0, atol=1e-4)
+    sd = {k: v for k, v in hf.state_dict().items() if k != "lm_head.weight"}  # saved without the tied head
+    again = load_gpt2_state_dict(build(TANH, seed=7), sd).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), model(x), rtol=0, atol=0)
+
+
+# ---- token ids ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad, word", [(97, "token id 97"), (-1, "token id -1"), (1000, "token id 1000")])
+def test_an_id_outside_the_vocabulary_names_the_id_the_size_and_the_fix(bad, word):
+    model = build(SMALL)
+    x = tokens((2, 8), 97, 26)
+    x[1, 3] = bad
+    for call in (lambda: model(x), lambda: model.loss(x, x.clamp(0, 96))):
+        with pytest.raises(ValueError) as err:
+            call()
+        msg = str(err.value)
+        assert word in msg and "vocab_size=97" in msg and "gpt_lesson.encode" in msg
+
+
+@pytest.mark.parametrize("bad, error, word", [
+    (torch.zeros(2, 8), TypeError, "ids.long()"),
+    (torch.zeros(8, dtype=torch.long), ValueError, "ids[None]"),
+    ([[1, 2]], TypeError, "gpt_lesson.encode"),
+])
+def test_ids_of_the_wrong_kind_say_how_to_fix_them(bad, error, word):
+    with pytest.raises(error) as err:
+        build(SMALL)(bad)
+    assert word in str(err.value)
 
 
 def test_chunked_loss_is_used_only_when_asked_and_refused_under_autocast(monkeypatch):
