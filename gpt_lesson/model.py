@@ -233,6 +233,8 @@ class Model5(nn.Module):
         """
         if reduction not in ("mean", "none"):
             raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+        if not (targets.is_cuda and torch.is_grad_enabled() or _compiling()):  # as for the ids (`hidden`)
+            check_targets(targets, idx, self.config.vocab_size)
         h = self.hidden(idx)  # (B, T, C)
         if chunk:
             if _autocast_on(h.device):
@@ -270,6 +272,20 @@ def check_ids(idx: torch.Tensor, vocab_size: int) -> None:
             raise ValueError(f"token id {bad} is outside the model's vocabulary 0 … {vocab_size - 1} "
                              f"(vocab_size={vocab_size}); make ids with gpt_lesson.encode, or build the model "
                              "with the vocabulary of its ids")
+
+
+def check_targets(targets: torch.Tensor, idx: torch.Tensor, vocab_size: int) -> None:
+    """Raise a clear error unless ``targets`` has the shape of ``idx`` and holds ids in 0 … vocab_size - 1, or -100
+    (PyTorch's ignore_index: that position takes no part in the loss)."""
+    if not isinstance(targets, torch.Tensor) or targets.shape != getattr(idx, "shape", None):
+        raise ValueError(f"targets must be a tensor of the inputs' shape {tuple(getattr(idx, 'shape', ()))}, got "
+                         f"{tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__}")
+    if targets.dtype.is_floating_point or targets.dtype.is_complex or targets.dtype == torch.bool:
+        raise TypeError(f"targets must be integer token ids, got dtype {targets.dtype}; convert with targets.long()")
+    bad = targets[(targets != -100) & ((targets < 0) | (targets >= vocab_size))]
+    if bad.numel():
+        raise ValueError(f"target {int(bad[0])} is outside the model's vocabulary 0 … {vocab_size - 1} "
+                         f"(vocab_size={vocab_size}); targets are token ids, or -100 for a position to ignore")
 
 
 def _compiling() -> bool:

@@ -2,8 +2,9 @@
 
 - `tail_split`: the lesson's split. The first 90% trains, the last 10% tests, so the test text is
   always the end of the book (Part IV in *Gulliver's Travels*), which biases the test loss.
-- `block_split`: the test text is drawn as contiguous blocks from across the whole book, with a gap
-  of one sequence length on each side of a test block, so no training window can overlap test text.
+- `block_split`: the test text is contiguous blocks spread over the whole book (one drawn at random in
+  each of ``n_test`` consecutive strata), with a gap of one sequence length on each side of a test block,
+  so no training window can overlap test text.
 """
 
 from __future__ import annotations
@@ -74,7 +75,16 @@ def block_split(
     seq_len: int = 256,
     generator: torch.Generator | None = None,
 ) -> BlockSplit:
-    """Cut ``tokens`` into blocks of ``block_len``; a seeded random choice of them becomes the test part.
+    """Cut ``tokens`` into blocks of ``block_len``; a seeded random choice of them, spread over the whole
+    text, becomes the test part.
+
+    ``n_test = round(test_frac * len(tokens) / block_len)`` blocks are tested (at least one). The
+    ``n_blocks = len(tokens) // block_len`` whole blocks are cut into ``n_test`` consecutive strata of
+    ``n_blocks // n_test`` or one more blocks, and one block is drawn uniformly at random within each
+    stratum (``generator`` seeds the draw). Each stratum, a stretch of about ``len(tokens) / n_test``
+    tokens, holds exactly one test block, so the test part samples the whole text, where a plain random
+    choice of blocks can cluster in one region; any stretch of two strata's length holds a whole test
+    block. Two neighbouring strata can still give two adjacent test blocks.
 
     Training ranges stop ``seq_len`` tokens short of every test block (on both sides), so a training
     window of ``seq_len + 1`` tokens never touches test text.
@@ -95,7 +105,11 @@ def block_split(
                f"give more text (a split needs at least 2 blocks of more than 2 * seq_len = {2 * seq_len} tokens)")
         raise ValueError(f"{n} tokens make only {n_blocks} blocks of block_len={block_len}; too few for "
                          f"test_frac={test_frac} (a test block and training text); {fix}")
-    chosen = torch.randperm(n_blocks, generator=generator)[:n_test].sort().values.tolist()
+    # Stratum k holds blocks edges[k] .. edges[k + 1] - 1; draw one of them.
+    edges = torch.tensor([k * n_blocks // n_test for k in range(n_test + 1)])
+    sizes = edges[1:] - edges[:-1]  # (n_test,), each n_blocks // n_test or one more
+    offsets = (torch.rand(n_test, generator=generator, dtype=torch.float64) * sizes).long()  # in [0, size)
+    chosen = (edges[:-1] + offsets).tolist()  # ascending: one block per stratum
     test = [(i * block_len, (i + 1) * block_len) for i in chosen]
     # Training text: the complement, trimmed by `gap` next to each test block. The tail after the
     # last whole block is training text too.

@@ -109,3 +109,15 @@ def test_per_token_chunked_loss_is_for_evaluation_only():
 def test_fp32_is_the_default_path():
     assert FP32 == gl.LossPath(None, 0) == gl.LossPath.for_run(0, None)
     assert gl.LossPath.for_run(512, torch.bfloat16).chunk == 0  # never chunked under autocast
+
+
+def test_targets_outside_the_vocabulary_are_named():
+    model = _model()
+    x, y = gl.gather_windows(_tokens(), torch.tensor([0, 30]), 8)
+    y = y.clone()
+    y[1, 2] = 64
+    for chunk in (0, 4):
+        with pytest.raises(ValueError, match=r"target 64 is outside the model's vocabulary 0 … 63"):
+            model.loss(x, y, chunk=chunk)
+    with pytest.raises(ValueError, match=r"targets must be a tensor of the inputs' shape \(2, 8\)"):
+        model.loss(x, y[:, :4])

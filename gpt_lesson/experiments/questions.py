@@ -176,50 +176,89 @@ class Samplers(Experiment):
 class OneBatch(Experiment):
     """The course's test loss is one random batch of B windows; ours the whole test part. For each evaluation of the
     random-sampler runs: the spread of ``one_batch_draws`` one-batch losses (B windows drawn with replacement from
-    the test windows) around the whole part's loss, next to the seed spread of that loss."""
+    the test windows) around the whole part's loss, next to the seed spread of that loss.
+
+    The experiment's batch (B × T, 16 × 64 = 1,024 tokens) is a quarter of the course's (16 × 256 = 4,096), so the
+    same is measured for batches of the course's shape, drawn from the same per-window losses: B stretches of
+    256 / T consecutive test windows each, 256 consecutive tokens of text like the course's windows (the model still
+    reads at most T tokens of context). Neighbouring windows of a text are alike, so such a batch is noisier than
+    1/√n from the small batch predicts (``sqrt_rule``), which would hold for 4× as many independent windows."""
 
     name: ClassVar[str] = "one_batch"
     needs: ClassVar[tuple[str, ...]] = ("samplers",)
-    bands: list[list[dict[str, float]]]  # per seed, per evaluation: whole, std, lo, hi, min, max
+    json_properties: ClassVar[tuple[str, ...]] = ("course_batch_tokens", "sqrt_rule")
+    bands: list[list[dict[str, float]]]  # per seed, per evaluation: whole, std, lo, hi, min, max, course_*
     steps: list[int]
     tokens: list[int]
     one_batch_std: float
     seed_spread: float
     batch_tokens: int
+    course_std: float  # the same spread for a batch of the course's shape ...
+    course_batch: tuple[int, int]  # ... its (stretches, tokens per stretch): 16 of 256 tokens
 
     @classmethod
     def measure(cls, ctx: Context, done: dict[str, Experiment], *, seed: int = 0) -> OneBatch:
+        from ..presets import train_config
+
         g = torch.Generator().manual_seed(seed)
-        runs, B = done["samplers"].runs["random"], ctx.setup.train.batch_size
+        g_course = torch.Generator().manual_seed(seed + 1)  # its own draws: the small batches' stay as they were
+        runs, B, T = done["samplers"].runs["random"], ctx.setup.train.batch_size, ctx.setup.train.seq_len
+        course = train_config("model5")  # the course's batch: 16 windows of 256 tokens
+        draws = ctx.setup.one_batch_draws
         bands = []
         for run in runs:
             rows = []
-            for w in run.windows[TAIL_TEST]:
-                one = w[torch.randint(0, len(w), (ctx.setup.one_batch_draws, B), generator=g)].mean(1)
+            for w in run.windows[TAIL_TEST]:  # the tail test's windows, in the order of the text
+                one = w[torch.randint(0, len(w), (draws, B), generator=g)].mean(1)
+                k = max(1, min(round(course.seq_len / T), len(w)))  # consecutive windows per stretch
+                first = torch.randint(0, len(w) - k + 1, (draws, course.batch_size), generator=g_course)
+                big = w[first[..., None] + torch.arange(k)].mean((1, 2))
                 rows.append({"whole": w.mean().item(), "std": one.std().item(), "lo": one.quantile(0.05).item(),
-                             "hi": one.quantile(0.95).item(), "min": one.min().item(), "max": one.max().item()})
+                             "hi": one.quantile(0.95).item(), "min": one.min().item(), "max": one.max().item(),
+                             "course_std": big.std().item(), "course_lo": big.quantile(0.05).item(),
+                             "course_hi": big.quantile(0.95).item()})
             bands.append(rows)
-        one_std = sum(r["std"] for rows in bands for r in rows) / sum(len(rows) for rows in bands)
+        n_rows = sum(len(rows) for rows in bands)
+        one_std = sum(r["std"] for rows in bands for r in rows) / n_rows
+        course_std = sum(r["course_std"] for rows in bands for r in rows) / n_rows
         return cls(bands, runs[0].steps, runs[0].tokens, one_std, spread([rows[-1]["whole"] for rows in bands]),
-                   ctx.setup.batch_tokens)
+                   ctx.setup.batch_tokens, course_std, (course.batch_size, k * T))
+
+    @property
+    def course_batch_tokens(self) -> int:
+        return self.course_batch[0] * self.course_batch[1]
+
+    @property
+    def sqrt_rule(self) -> float:
+        """What 1/√n predicts for a batch of ``course_batch_tokens`` from the small batch's spread."""
+        return self.one_batch_std * math.sqrt(self.batch_tokens / self.course_batch_tokens)
 
     def report(self) -> list[str]:
+        side = "above" if self.course_std > self.seed_spread else "below"
+        stretches, length = self.course_batch
         return [f"one batch of {self.batch_tokens:,} test tokens: std {self.one_batch_std:.3f} nats around the whole "
-                f"test part's loss; seed spread of that loss at the end: {self.seed_spread:.3f} nats"]
+                f"test part's loss; seed spread of that loss at the end: {self.seed_spread:.3f} nats",
+                f"one batch of the course's {self.course_batch_tokens:,} tokens ({stretches} stretches of {length}): "
+                f"std {self.course_std:.3f} nats ({side} that seed spread); 1/sqrt(n) from {self.batch_tokens:,} "
+                f"tokens predicts {self.sqrt_rule:.3f}"]
 
     def facts(self) -> list[str]:
         return [f"one batch is noisier than the seed spread of the whole test part's loss: "
-                f"{self.one_batch_std > self.seed_spread}"]
+                f"{self.one_batch_std > self.seed_spread}",
+                f"a batch of the course's {self.course_batch_tokens:,} tokens is less noisy than one of "
+                f"{self.batch_tokens:,}: {self.course_std < self.one_batch_std}"]
 
     def plot(self, ax=None):
         """The whole test part's loss per evaluation (seed 0, and thin lines for the other seeds) and, shaded, where
-        90% of seed 0's one-batch losses fall."""
+        90% of seed 0's one-batch losses fall, for the experiment's batch and for one of the course's size."""
         from ..plots import finish, new_axes
 
         fig, ax = new_axes(ax, (8, 4))
         rows, x = self.bands[0], self.tokens
-        ax.fill_between(x, [r["lo"] for r in rows], [r["hi"] for r in rows], alpha=0.3,
+        ax.fill_between(x, [r["lo"] for r in rows], [r["hi"] for r in rows], alpha=0.25,
                         label=f"one random batch ({self.batch_tokens:,} tokens): 5-95% of draws")
+        ax.fill_between(x, [r["course_lo"] for r in rows], [r["course_hi"] for r in rows], alpha=0.35,
+                        color="tab:green", label=f"one batch of the course's {self.course_batch_tokens:,} tokens")
         ax.plot(x, [r["whole"] for r in rows], marker="o", ms=3, label="whole test part")
         for i, rows in enumerate(self.bands[1:]):
             ax.plot(x, [r["whole"] for r in rows], color="tab:orange", lw=0.8, alpha=0.7,
