@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .loss import chunked_cross_entropy
+from .tokens import check_id_tensor
 
 
 @dataclass(frozen=True)
@@ -256,22 +257,7 @@ class Model5(nn.Module):
 
 def check_ids(idx: torch.Tensor, vocab_size: int) -> None:
     """Raise a clear error unless ``idx`` is a (B, T) integer tensor of ids in 0 … vocab_size - 1."""
-    if not isinstance(idx, torch.Tensor):
-        raise TypeError(f"the model takes a (B, T) tensor of token ids (use gpt_lesson.encode), "
-                        f"got {type(idx).__name__}")
-    if idx.dim() != 2:
-        raise ValueError(f"the model takes token ids of shape (B, T), got shape {tuple(idx.shape)}; "
-                         "for one sequence of ids use ids[None]")
-    if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
-        raise TypeError(f"token ids must be integers, got dtype {idx.dtype}; convert with ids.long()")
-    if idx.numel():
-        lo, hi = torch.aminmax(idx)  # one pass, and one wait on a GPU
-        lo, hi = int(lo), int(hi)
-        if lo < 0 or hi >= vocab_size:
-            bad = lo if lo < 0 else hi
-            raise ValueError(f"token id {bad} is outside the model's vocabulary 0 … {vocab_size - 1} "
-                             f"(vocab_size={vocab_size}); make ids with gpt_lesson.encode, or build the model "
-                             "with the vocabulary of its ids")
+    check_id_tensor(idx, "token ids", dims=2, vocab_size=vocab_size)
 
 
 def check_targets(targets: torch.Tensor, idx: torch.Tensor, vocab_size: int) -> None:

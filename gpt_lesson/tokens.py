@@ -71,18 +71,27 @@ def for_display(text: str) -> str:
 def check_tokens(tokens: torch.Tensor, name: str = "tokens", *, vocab_size: int | None = None) -> None:
     """Raise a clear error unless ``tokens`` is a 1-D integer tensor (what `encode` returns); with ``vocab_size``,
     also unless every id is in 0 … vocab_size - 1 (one pass over the tensor: call it once, not per batch)."""
-    if not isinstance(tokens, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of token ids (use gpt_lesson.encode), "
-                        f"got {type(tokens).__name__}")
-    if tokens.dim() != 1:
-        raise ValueError(f"{name} must be 1-D (N,), got shape {tuple(tokens.shape)}; "
-                         "flatten it with tokens.reshape(-1)")
-    if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
-        raise TypeError(f"{name} must hold integer ids, got dtype {tokens.dtype}; convert with tokens.long()")
-    if vocab_size is not None and tokens.numel():
-        lo, hi = int(tokens.min()), int(tokens.max())
+    check_id_tensor(tokens, name, dims=1, vocab_size=vocab_size)
+
+
+_SHAPES = {1: ("1-D (N,)", "flatten it with .reshape(-1)"), 2: ("of shape (B, T)", "for one sequence of ids use ids[None]")}
+
+
+def check_id_tensor(ids: torch.Tensor, name: str, *, dims: int, vocab_size: int | None = None) -> None:
+    """``ids`` must be an integer tensor of ``dims`` dimensions (1: a token vector, 2: a batch) and, with
+    ``vocab_size``, hold ids in 0 … vocab_size - 1: otherwise a TypeError/ValueError naming ``name`` and the fix."""
+    shape, fix = _SHAPES[dims]
+    if not isinstance(ids, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of token ids (use gpt_lesson.encode), got {type(ids).__name__}")
+    if ids.dim() != dims:
+        raise ValueError(f"{name} must be {shape}, got shape {tuple(ids.shape)}; {fix}")
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer ids, got dtype {ids.dtype}; convert with .long()")
+    if vocab_size is not None and ids.numel():
+        lo, hi = (int(v) for v in torch.aminmax(ids))  # one pass, and one wait on a GPU
         if lo < 0 or hi >= vocab_size:
             raise ValueError(
-                f"{name} holds ids from {lo} to {hi}, outside the model's vocabulary 0 … {vocab_size - 1}; "
-                "make them with gpt_lesson.encode (GPT-2's 50,257 tokens)"
+                f"{name}: ids from {lo} to {hi} lie outside the model's vocabulary 0 … {vocab_size - 1} "
+                f"(vocab_size={vocab_size}); make them with gpt_lesson.encode, or build the model with the "
+                "vocabulary of its ids"
             )

@@ -480,7 +480,7 @@ def test_the_hf_model_itself_loads_and_gives_its_logits():
 # ---- token ids ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad, word", [(97, "token id 97"), (-1, "token id -1"), (1000, "token id 1000")])
+@pytest.mark.parametrize("bad, word", [(97, "to 97 lie outside"), (-1, "from -1 to"), (1000, "to 1000 lie outside")])
 def test_an_id_outside_the_vocabulary_names_the_id_the_size_and_the_fix(bad, word):
     model = build(SMALL)
     x = tokens((2, 8), 97, 26)
@@ -493,7 +493,7 @@ def test_an_id_outside_the_vocabulary_names_the_id_the_size_and_the_fix(bad, wor
 
 
 @pytest.mark.parametrize("bad, error, word", [
-    (torch.zeros(2, 8), TypeError, "ids.long()"),
+    (torch.zeros(2, 8), TypeError, ".long()"),
     (torch.zeros(8, dtype=torch.long), ValueError, "ids[None]"),
     ([[1, 2]], TypeError, "gpt_lesson.encode"),
 ])

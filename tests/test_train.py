@@ -597,7 +597,7 @@ def test_ctrl_c_saves_the_steps_done_and_the_run_resumes_exactly(data, tmp_path)
 def test_token_ids_outside_the_vocabulary_fail_before_training(data):
     bad = data[0].clone()
     bad[17] = 64  # CFG's vocabulary is 0..63
-    with pytest.raises(ValueError, match="train_tokens holds ids from 0 to 64"):
+    with pytest.raises(ValueError, match="train_tokens: ids from 0 to 64 lie outside"):
         train(build(), bad, steps=1, **RUN)
     with pytest.raises(ValueError, match="test_tokens"):
         train(build(), data[0], -data[1], steps=1, **RUN)
