@@ -70,6 +70,40 @@ def test_test_part_is_whole_blocks(seed, frac):
     assert abs(s.n_tokens("test") / N - frac) <= BLOCK / (2 * N)
 
 
+@pytest.mark.parametrize("seed", range(100))
+def test_every_tenth_of_the_text_holds_a_test_block(seed):
+    # 200 blocks and test_frac 0.1: 20 test blocks, one in each stratum of 10 blocks (640 tokens); a tenth of the
+    # text (1,283.7 tokens) is longer than two strata, so it holds a whole stratum, and so a whole test block.
+    n = 200 * BLOCK + 37
+    s = split(seed, tokens=torch.arange(n))
+    assert len(s.test_ranges) == 20
+    for d in range(10):
+        lo, hi = d * n / 10, (d + 1) * n / 10
+        assert any(lo <= a and b <= hi for a, b in s.test_ranges), f"tenth {d} holds no test block"
+
+
+@pytest.mark.parametrize("n_blocks, frac", [(50, 0.1), (50, 0.3), (70, 0.1), (23, 0.25), (50, 0.9)])
+@pytest.mark.parametrize("seed", range(5))
+def test_one_test_block_per_stratum(n_blocks, frac, seed):
+    n = n_blocks * BLOCK + 37
+    s = split(seed, tokens=torch.arange(n), test_frac=frac)
+    n_test = len(s.test_ranges)
+    edges = [k * n_blocks // n_test for k in range(n_test + 1)]  # stratum k: blocks edges[k] .. edges[k + 1] - 1
+    assert {e1 - e0 for e0, e1 in zip(edges, edges[1:])} <= {n_blocks // n_test, n_blocks // n_test + 1}
+    for k, (a, _) in enumerate(s.test_ranges):
+        assert edges[k] <= a // BLOCK < edges[k + 1], f"stratum {k} does not hold test block {k}"
+
+
+def test_the_draw_within_a_stratum_reaches_every_block():
+    # 5 strata of 10 blocks: over 200 seeds each of the 50 blocks is a test block some time, none always.
+    counts = torch.zeros(50, dtype=torch.long)
+    for seed in range(200):
+        for a, _ in split(seed).test_ranges:
+            counts[a // BLOCK] += 1
+    assert (counts > 0).all() and (counts < 200).all()
+    assert counts.view(5, 10).sum(dim=1).tolist() == [200] * 5  # one per stratum per seed
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_train_is_the_complement_minus_gaps(seed):
     s = split(seed)
