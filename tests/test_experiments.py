@@ -103,6 +103,9 @@ def test_run_all_reports_facts_and_writes_a_run_folder(raw, tmp_path):
     assert len(runs["epoch"]) == 2 and len(runs["random"][0].steps) >= 2
     assert {r.steps[-1] for rs in runs.values() for r in rs} == {results["splits"].block_runs[0].steps[-1]}
     assert 0 < results["licence"].licence_share < 0.5
+    one = results["one_batch"]  # the course's batch, 16 x 256 tokens, from stretches of consecutive test windows
+    assert one.course_batch == (16, 256) and one.course_batch_tokens == 4096 and len(one.report()) == 2
+    assert one.sqrt_rule == pytest.approx(one.one_batch_std / 8) and one.course_std < one.one_batch_std  # 4x16 tokens
     practice = results["practice"]
     assert set(practice.vs_course) == {"warmup + cosine", "clip at 1.0", "decay on matrices only", "all three"}
     assert len(practice.runs) == 4 * len(micro.seeds) and all(line.endswith(": True") for line in practice.facts())

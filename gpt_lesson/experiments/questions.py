@@ -181,7 +181,7 @@ class OneBatch(Experiment):
     The experiment's batch (B × T, 16 × 64 = 1,024 tokens) is a quarter of the course's (16 × 256 = 4,096), so the
     same is measured for batches of the course's shape, drawn from the same per-window losses: B stretches of
     256 / T consecutive test windows each, 256 consecutive tokens of text like the course's windows (the model still
-    reads at most T tokens of context). Neighbouring windows of a text are alike, so such a batch is noisier than
+    reads at most T tokens of context). Neighbouring windows of a text tend to be alike, so such a batch is noisier than
     1/√n from the small batch predicts (``sqrt_rule``), which would hold for 4× as many independent windows."""
 
     name: ClassVar[str] = "one_batch"
