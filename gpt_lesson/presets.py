@@ -66,8 +66,8 @@ def choose_preset(device: torch.device | str) -> tuple[str, str]:
     """The ``auto`` choice: (preset name, one-line reason). Model 5 on a GPU, the small preset on a CPU."""
     device = torch.device(device)
     if device.type == "cuda":
-        return "model5", "a GPU is present, so the lesson's Model 5 (~124M parameters) trains in minutes"
+        return "model5", "a GPU is present, so it trains the lesson's Model 5 (~124M parameters)"
     return "cpu", (
-        "no GPU: Model 5 would need about half a minute per batch here, so the small 'cpu' preset "
-        "(4 blocks, 192 dims, context 128, batch 8) trains the 500 batches instead"
+        "no GPU: Model 5 trains too slowly on a CPU (notebook 05 times its forward pass on this machine), so the "
+        "small 'cpu' preset (4 blocks, 192 dims, context 128, batch 8) trains instead"
     )
