@@ -104,8 +104,8 @@ def matmul_ceiling(device: torch.device | str = "cpu", dtype: torch.dtype = torc
 
 
 def load_note() -> str:
-    """The machine's load next to a timing: another program running at the same time makes every figure slower,
-    and this line shows it (a load near the number of cores means the cores were busy)."""
+    """The machine's load average next to a timing. The timed code's own threads count in it, so a load up to the
+    number of cores can be its own work; well above that, another program shared the cores and slowed the figure."""
     cores = os.cpu_count() or 1
     if not hasattr(os, "getloadavg"):  # Windows
         return f"{cores} cores; load average not available here"

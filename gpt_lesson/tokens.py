@@ -74,7 +74,10 @@ def check_tokens(tokens: torch.Tensor, name: str = "tokens", *, vocab_size: int 
     check_id_tensor(tokens, name, dims=1, vocab_size=vocab_size)
 
 
-_SHAPES = {1: ("1-D (N,)", "flatten it with .reshape(-1)"), 2: ("of shape (B, T)", "for one sequence of ids use ids[None]")}
+_SHAPES = {  # dims -> (what the shape must be, how to fix it)
+    1: ("1-D (N,)", "flatten it with .reshape(-1)"),
+    2: ("of shape (B, T)", "for one sequence of ids use ids[None]"),
+}
 
 
 def check_id_tensor(ids: torch.Tensor, name: str, *, dims: int, vocab_size: int | None = None) -> None:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""What the token-id check in `Model5.hidden` costs: a forward pass on the CPU with and without it.
+"""What the checks cost: the token-id check in `Model5.hidden`, and the checkpoint's SHA-256 of the weights.
 
 The check (`gpt_lesson.model.check_ids`) is a min and a max over the B×T ids before the embedding. This script times
 a forward pass of a preset's model (no gradients) with the check and with it switched off, in turns (A B, A B, ...,
@@ -8,6 +8,11 @@ machine; the figure is noise otherwise.
 
     python scripts/measure_checks.py                    # Model 5 (124M), 16×256, median of 3 each
     python scripts/measure_checks.py --preset tiny      # a quick run that proves the script works
+    python scripts/measure_checks.py --checkpoint       # a Model 5 checkpoint: save, read, and the checksum alone
+
+The checkpoint part saves a checkpoint of the preset's model with its AdamW state (after one step, as a real one),
+then times the SHA-256 of the weights alone, `save_checkpoint` (which computes it), `torch.load` alone and
+`read_checkpoint` (which loads and verifies it), each the median of ``--repeats``.
 """
 
 from __future__ import annotations
@@ -48,6 +53,31 @@ def measure(preset: str, batch_size: int, seq_len: int | None, repeats: int, war
             "with": times["with"], "without": times["without"], "check_alone": alone}
 
 
+def measure_checkpoint(preset: str, repeats: int, seed: int = 0) -> dict:
+    """Median seconds of the checksum alone, of a whole save and a whole read (with the check), and of a bare load."""
+    import tempfile
+    from pathlib import Path
+
+    from gpt_lesson import checkpoints
+
+    torch.manual_seed(seed)
+    model = gl.Model5(gl.preset(preset))
+    optimizer = gl.make_adamw(model, lr=1e-3, weight_decay=0.01)
+    x = torch.randint(0, model.config.vocab_size, (1, 8))
+    gl.TrainStep(model, optimizer)(x, x)  # the optimizer's state exists, as in a real checkpoint
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.pt"
+        out = {
+            "sha256": gl.time_it(lambda: checkpoints.weights_sha256(model.state_dict()), "cpu", repeats=repeats),
+            "save": gl.time_it(lambda: gl.save_checkpoint(path, model, optimizer, 1), "cpu", repeats=repeats),
+            "load": gl.time_it(lambda: torch.load(path, weights_only=True), "cpu", repeats=repeats),
+            "read": gl.time_it(lambda: gl.read_checkpoint(path), "cpu", repeats=repeats),
+        }
+        out["bytes"] = path.stat().st_size
+    out["weights_bytes"] = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="model5", choices=sorted(gl.PRESETS), help="model size (default: model5)")
@@ -55,7 +85,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seq-len", type=int, default=None, help="tokens per row (default: min(256, context))")
     parser.add_argument("--repeats", type=int, default=3, help="timed forward passes of each kind (default: 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed passes of each kind first (default: 1)")
+    parser.add_argument("--checkpoint", action="store_true", help="measure the checkpoint checksum instead")
     args = parser.parse_args(argv)
+    if args.checkpoint:
+        c = measure_checkpoint(args.preset, args.repeats)
+        print(f"{args.preset} checkpoint: {c['bytes'] / 1e6:,.0f} MB on disk (weights "
+              f"{c['weights_bytes'] / 1e6:,.0f} MB, the tied head counted in both of its names; "
+              f"{torch.get_num_threads()} threads)")
+        for key, what in (("sha256", "SHA-256 of the weights alone"), ("save", "save_checkpoint (with it)"),
+                          ("load", "torch.load alone"), ("read", "read_checkpoint (load + verify)")):
+            print(f"  {what:32s} {c[key]}")
+        print(f"  the checksum is {100 * c['sha256'].median / c['save'].median:.0f}% of a save and "
+              f"{100 * (c['read'].median - c['load'].median) / c['load'].median:+.0f}% on a read")
+        return
     r = measure(args.preset, args.batch_size, args.seq_len, args.repeats, args.warmup)
     w, wo = r["with"].median, r["without"].median
     print(f"{r['preset']} forward, {r['batch_size']}x{r['seq_len']} on the CPU ({r['threads']} threads):")

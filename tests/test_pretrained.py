@@ -4,7 +4,6 @@ import pytest
 import torch
 
 import gpt_lesson as gl
-import gpt_lesson.pretrained as pre
 
 transformers = pytest.importorskip("transformers")
 
