@@ -200,3 +200,20 @@ def test_the_run_says_how_much_of_its_sample_was_copied(tmp_path, capsys):
     assert "copied from the training part" in out and m["summary"] in (run / "samples.txt").read_text(encoding="utf-8")
     assert main(["--preset", "tiny", "--steps", "2", "--out", str(tmp_path / "r2"), *FAST, "--sample-tokens", "3"]) == 0
     assert metrics(tmp_path / "r2")["memorization"] is None  # a sample shorter than 8 tokens has no 8-gram
+
+
+def test_every_flag_of_the_old_hand_written_parser_is_still_accepted():
+    """The flags made from the fields keep every flag the hand-written parser had (issue 19), with its meaning."""
+    from gpt_lesson.cli import build_parser
+
+    old = ["--preset", "tiny", "--device", "cpu", "--steps", "7", "--batch-size", "4", "--grad-accum", "2",
+           "--seq-len", "16", "--lr", "0.002", "--weight-decay", "0.1", "--eval-every", "3", "--eval-batches", "2",
+           "--grad-clip", "0.5", "--seed", "3", "--checkpoint-every", "5", "--book", "829", "--raw", "--offline",
+           "--out", "x", "--overwrite", "--resume", "c.pt", "--sample-tokens", "9", "--compile", "--no-progress"]
+    a = build_parser().parse_args(old)
+    assert (a.preset, a.device, a.book, a.raw, a.offline, a.out, a.overwrite, a.resume, a.sample_tokens,
+            a.progress) == ("tiny", "cpu", "829", True, True, "x", True, "c.pt", 9, False)
+    assert (a.steps, a.batch_size, a.grad_accum, a.seq_len, a.lr, a.weight_decay, a.eval_every, a.eval_batches,
+            a.grad_clip, a.seed, a.checkpoint_every, a.compile) == (7, 4, 2, 16, 0.002, 0.1, 3, 2, 0.5, 3, 5, True)
+    given = build_parser().parse_args(["--steps", "7"])
+    assert not hasattr(given, "batch_size")  # a flag not given keeps the preset's or the checkpoint's value
