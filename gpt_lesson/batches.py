@@ -13,12 +13,8 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .config import SAMPLERS
+from .config import SAMPLERS, is_int
 from .tokens import check_tokens
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _check_sizes(n_tokens: int, batch_size: int, seq_len: int, *, tokens: str = "n_tokens") -> None:
@@ -26,11 +22,11 @@ def _check_sizes(n_tokens: int, batch_size: int, seq_len: int, *, tokens: str = 
 
     ``tokens``: how the caller gave the token count, for the message (``"n_tokens"``, or a tensor's name).
     """
-    if tokens == "n_tokens" and not (_is_int(n_tokens) and n_tokens >= 0):
+    if tokens == "n_tokens" and not (is_int(n_tokens) and n_tokens >= 0):
         raise ValueError(f"n_tokens must be an integer >= 0 (the length of the token vector), got {n_tokens!r}")
-    if not (_is_int(batch_size) and batch_size > 0):
+    if not (is_int(batch_size) and batch_size > 0):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if not (_is_int(seq_len) and seq_len > 0):
+    if not (is_int(seq_len) and seq_len > 0):
         raise ValueError(f"seq_len must be a positive integer, got {seq_len!r}")
     if seq_len >= n_tokens:
         have = f"n_tokens={n_tokens:,}" if tokens == "n_tokens" else f"{tokens} holds {n_tokens:,}"
@@ -125,7 +121,7 @@ class WindowDataset(Dataset):
     def __init__(self, tokens: torch.Tensor, seq_len: int, stride: int | None = None) -> None:
         check_tokens(tokens)
         _check_sizes(len(tokens), 1, seq_len, tokens="tokens")
-        if stride is not None and not (_is_int(stride) and stride > 0):
+        if stride is not None and not (is_int(stride) and stride > 0):
             raise ValueError(f"stride must be a positive integer (tokens from one window's start to the next; "
                              f"None: seq_len), got {stride!r}")
         self.tokens, self.seq_len = tokens.long(), seq_len
@@ -258,7 +254,7 @@ def batch_starts(
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {', '.join(map(repr, SAMPLERS))}, got {sampler!r}")
-    if not (_is_int(steps) and steps >= 0):
+    if not (is_int(steps) and steps >= 0):
         raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
     _check_sizes(n_tokens, batch_size, seq_len)
     if allowed is not None:

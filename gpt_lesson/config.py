@@ -65,29 +65,29 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "grad_accum", "eval_every", "eval_batches"):
-            _require(name, getattr(self, name), _is_int(getattr(self, name)) and getattr(self, name) >= 1,
+            _require(name, getattr(self, name), is_int(getattr(self, name)) and getattr(self, name) >= 1,
                      "a positive integer")
         for name in ("seq_len", "checkpoint_every"):
             v = getattr(self, name)
-            _require(name, v, v is None or (_is_int(v) and v >= 1), "a positive integer or None")
-        _require("lr", self.lr, _is_number(self.lr) and self.lr >= 0, "a number >= 0 (the lesson's is 1e-3)")
-        _require("weight_decay", self.weight_decay, _is_number(self.weight_decay) and self.weight_decay >= 0,
+            _require(name, v, v is None or (is_int(v) and v >= 1), "a positive integer or None")
+        _require("lr", self.lr, is_number(self.lr) and self.lr >= 0, "a number >= 0 (the lesson's is 1e-3)")
+        _require("weight_decay", self.weight_decay, is_number(self.weight_decay) and self.weight_decay >= 0,
                  "a number >= 0")
         clip = self.grad_clip
-        _require("grad_clip", clip, clip is None or (_is_number(clip) and clip > 0),
+        _require("grad_clip", clip, clip is None or (is_number(clip) and clip > 0),
                  "a positive number or None (a negative clip would turn training into gradient ascent)")
-        _require("loss_chunk", self.loss_chunk, _is_int(self.loss_chunk) and self.loss_chunk >= 0,
+        _require("loss_chunk", self.loss_chunk, is_int(self.loss_chunk) and self.loss_chunk >= 0,
                  "0 (off) or a positive row count")
         _require("grad_accum", self.grad_accum, self.batch_size % self.grad_accum == 0,
                  f"a divisor of batch_size={self.batch_size} (each micro-batch gets batch_size / grad_accum rows)")
-        _require("seed", self.seed, _is_int(self.seed) and self.seed >= 0, "an integer >= 0")
+        _require("seed", self.seed, is_int(self.seed) and self.seed >= 0, "an integer >= 0")
         for name in ("amp", "compile", "fused"):
             _require(name, getattr(self, name), isinstance(getattr(self, name), bool), "True or False")
         _require("sampler", self.sampler, self.sampler in SAMPLERS, f"one of {', '.join(map(repr, SAMPLERS))}")
-        _require("warmup_steps", self.warmup_steps, _is_int(self.warmup_steps) and 0 <= self.warmup_steps <= self.steps,
+        _require("warmup_steps", self.warmup_steps, is_int(self.warmup_steps) and 0 <= self.warmup_steps <= self.steps,
                  f"an integer from 0 to steps={self.steps}")
         _require("schedule", self.schedule, self.schedule in SCHEDULES, f"one of {', '.join(map(repr, SCHEDULES))}")
-        _require("min_lr_ratio", self.min_lr_ratio, _is_number(self.min_lr_ratio) and 0 <= self.min_lr_ratio <= 1,
+        _require("min_lr_ratio", self.min_lr_ratio, is_number(self.min_lr_ratio) and 0 <= self.min_lr_ratio <= 1,
                  "a number from 0 to 1 (the cosine decay's floor over lr)")
         _require("decay_matrices_only", self.decay_matrices_only, isinstance(self.decay_matrices_only, bool),
                  "True or False")
@@ -151,11 +151,13 @@ class TrainConfig:
         return replace(self, **overrides)
 
 
-def _is_int(v: Any) -> bool:
+def is_int(v: Any) -> bool:
+    """An int, and not a bool (True would pass as 1)."""
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_number(v: Any) -> bool:
+def is_number(v: Any) -> bool:
+    """A finite int or float, and not a bool."""
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .batches import _check_sizes, _is_int, epoch_windows, gather_windows, random_starts
+from .batches import _check_sizes, epoch_windows, gather_windows, random_starts
+from .config import is_int
 from .distributed import DistContext, all_reduce_sum
 from .step import LossPath, eval_mode
 from .tokens import check_tokens
@@ -43,7 +44,7 @@ class EvalSet:
                allowed: torch.Tensor | None = None, name: str = "test") -> EvalSet:
         """``n_batches`` batches of ``batch_size`` random windows: batch i is what `random_batch` draws at its i-th
         call from a generator seeded with ``seed`` (``allowed``: the starts it may use)."""
-        if not (_is_int(n_batches) and n_batches >= 1):
+        if not (is_int(n_batches) and n_batches >= 1):
             raise ValueError(f"n_batches must be a positive integer, got {n_batches!r} (a mean over no batch is NaN)")
         check_tokens(tokens)
         _check_sizes(len(tokens), batch_size, seq_len, tokens="tokens")
@@ -77,7 +78,8 @@ LossFn = Callable[..., torch.Tensor]  # (x, y, *, reduction="none") -> (b, T) pe
 
 def _own_losses(model: torch.nn.Module, evalset: EvalSet, path: LossPath, micro_batches: int, rank: int,
                 world_size: int, loss_fn: LossFn | None) -> Iterator[torch.Tensor]:
-    """(b,) the mean loss of each window of the batches this rank evaluates (batch i on rank i % world_size)."""
+    """(b,) the mean loss of each window of the batches this rank evaluates (batch i on rank i % world_size);
+    ``micro_batches`` divides every batch (`_check_micro_batches`, before any work)."""
     device = next(model.parameters()).device
     tokens = evalset.tokens.to(device)
     fn = loss_fn if loss_fn is not None else model.loss
@@ -86,9 +88,6 @@ def _own_losses(model: torch.nn.Module, evalset: EvalSet, path: LossPath, micro_
             continue
         x, y = gather_windows(tokens, starts, evalset.seq_len)
         x, y = x.long(), y.long()
-        if len(x) % micro_batches:
-            raise ValueError(f"a batch of {len(x)} windows does not split into micro_batches={micro_batches} "
-                             "equal pieces")
         for xm, ym in zip(x.split(len(x) // micro_batches), y.split(len(x) // micro_batches)):
             yield path(fn, xm, ym, reduction="none").float().mean(1)  # (b / micro_batches,)
 
@@ -125,7 +124,7 @@ def mean_loss(model: torch.nn.Module, evalset: EvalSet, *, path: LossPath = FP32
 
 
 def _check_micro_batches(micro_batches: int, evalset: EvalSet) -> None:
-    if not (_is_int(micro_batches) and micro_batches >= 1):
+    if not (is_int(micro_batches) and micro_batches >= 1):
         raise ValueError(f"micro_batches must be a positive integer (pieces per batch), got {micro_batches!r}")
     sizes = {len(b) for b in evalset.batches()}
     if any(b % micro_batches for b in sizes):
@@ -162,9 +161,9 @@ def evaluate(
     config = getattr(model, "config", None)
     check_tokens(tokens, vocab_size=getattr(config, "vocab_size", None))
     context = getattr(config, "context_length", None)
-    if _is_int(seq_len) and context is not None and seq_len > context:
+    if is_int(seq_len) and context is not None and seq_len > context:
         raise ValueError(f"seq_len={seq_len} exceeds the model's context_length={context}; use seq_len <= {context}")
-    if not (_is_int(loss_chunk) and loss_chunk >= 0):
+    if not (is_int(loss_chunk) and loss_chunk >= 0):
         raise ValueError(f"loss_chunk must be 0 (off) or a positive row count, got {loss_chunk!r}")
     evalset = EvalSet.random(tokens, batch_size=batch_size, seq_len=seq_len, n_batches=n_batches, seed=seed,
                              allowed=allowed)

@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import is_number
 from .loss import chunked_cross_entropy
 from .tokens import check_id_tensor
 
@@ -48,9 +49,9 @@ class GPTConfig:
             v = getattr(self, f)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise ValueError(f"GPTConfig.{f} must be a positive integer, got {v!r}")
-        if not (_is_number(self.ln_eps) and self.ln_eps > 0):
+        if not (is_number(self.ln_eps) and self.ln_eps > 0):
             raise ValueError(f"GPTConfig.ln_eps must be a small positive number (GPT-2's is 1e-5), got {self.ln_eps!r}")
-        if not (_is_number(self.dropout) and 0.0 <= self.dropout < 1.0):
+        if not (is_number(self.dropout) and 0.0 <= self.dropout < 1.0):
             raise ValueError(f"GPTConfig.dropout must be a number in [0, 1), got {self.dropout!r}")
         if self.n_embd % self.n_head:
             raise ValueError(
@@ -78,10 +79,6 @@ class GPTConfig:
         if unknown:
             raise ValueError(f"unknown GPTConfig fields {sorted(unknown)}; known: {sorted(known)}")
         return cls(**d)
-
-
-def _is_number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 class KVCache:
