@@ -211,9 +211,15 @@ def epoch_windows(n_tokens: int, seq_len: int, *, allowed: torch.Tensor | None =
     run of consecutive allowed starts (for a `BlockSplit`, the windows of each training range).
     """
     _check_sizes(n_tokens, 1, seq_len)
+    if allowed is not None:
+        check_allowed(allowed, n_tokens, seq_len)
+    return _windows(n_tokens, seq_len, allowed)
+
+
+def _windows(n_tokens: int, seq_len: int, allowed: torch.Tensor | None) -> torch.Tensor:
+    """`epoch_windows` of sizes already checked."""
     if allowed is None:
         return torch.arange(0, n_tokens - seq_len, seq_len)
-    check_allowed(allowed, n_tokens, seq_len)
     s = allowed.long().cpu().unique()  # sorted
     new_run = torch.ones(len(s), dtype=torch.bool)
     new_run[1:] = s[1:] != s[:-1] + 1
@@ -259,13 +265,23 @@ def batch_starts(
     _check_sizes(n_tokens, batch_size, seq_len)
     if allowed is not None:
         check_allowed(allowed, n_tokens, seq_len)
+    return draw_starts(n_tokens, steps, batch_size, seq_len, seed=seed, sampler=sampler, allowed=allowed)
+
+
+def draw_starts(n_tokens: int, steps: int, batch_size: int, seq_len: int, *, seed: int, sampler: str,
+                allowed: torch.Tensor | None) -> torch.Tensor:
+    """`batch_starts` for sizes already checked (by `batch_starts`, or by `gpt_lesson.RunPlan`): (steps, B) int64."""
+    assert sampler in SAMPLERS and steps >= 0 and 0 < seq_len < n_tokens, (sampler, steps, seq_len, n_tokens)
+    if allowed is not None:
         allowed = allowed.long().cpu()
     g = torch.Generator(device="cpu").manual_seed(seed)
-    if sampler == "random":
-        starts = random_starts(n_tokens, steps * batch_size, seq_len, generator=g, allowed=allowed)
-        return starts.view(steps, batch_size)
+    n = steps * batch_size
+    if sampler == "random":  # what `random_starts` draws, without checking the sizes again
+        if allowed is None:
+            return torch.randint(0, n_tokens - seq_len, (n,), generator=g).view(steps, batch_size)
+        return allowed[torch.randint(0, len(allowed), (n,), generator=g)].view(steps, batch_size)
     if sampler == "epoch":
-        items = epoch_windows(n_tokens, seq_len, allowed=allowed)
+        items = _windows(n_tokens, seq_len, allowed)
     else:
         items = torch.arange(n_tokens - seq_len) if allowed is None else allowed.unique()
-    return _permutation_stream(items, steps * batch_size, g).view(steps, batch_size)
+    return _permutation_stream(items, n, g).view(steps, batch_size)

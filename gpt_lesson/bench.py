@@ -10,8 +10,9 @@ Every figure is a median over repeats after warm-up, synchronized on CUDA.
 
 `run` is the table of contents; each section below is one function of the shared `Bench` context
 (device, configs, the batch, the log and the results), configured by one frozen `BenchOptions`. Its fields, with
-`CommandOptions`'s, are the command line's flags (`gpt_lesson.config.add_flags`): an option is declared once.
-Every training step is a `gpt_lesson.step.TrainStep`, every autocast `gpt_lesson.step.autocast`.
+`CommandOptions`'s and those of `TrainConfig` that the bench uses (`TRAIN_FLAGS`: ``BenchOptions.train`` holds a
+whole `TrainConfig`), are the command line's flags (`gpt_lesson.config.add_flags`): an option is declared once.
+Every training step is a `gpt_lesson.step.TrainStep`, every autocast `gpt_lesson.device.autocast`.
 """
 
 from __future__ import annotations
@@ -29,32 +30,41 @@ import torch
 
 from .batches import epoch_loader, loop_batch, random_batch
 from .config import TrainConfig, add_flags, flags_given, setting
-from .device import autocast_dtype, pick_device
+from .device import autocast, autocast_dtype, pick_device
 from .evaluation import logits_loss
 from .generation import generate_tokens
 from .model import GPTConfig, Model5, forward_flops
 from .presets import PRESETS, preset, train_config
-from .step import TrainStep, autocast, make_adamw
+from .step import TrainStep, make_adamw
 from .timing import Timing, matmul_ceiling, time_interleaved, time_it
 from .training import train
+
+
+# The fields of `TrainConfig` the bench reads, and so its flags for them: the batch every contender trains on,
+# ours' loss path and whether ours is also timed compiled (the lesson run trains with the whole TrainConfig).
+TRAIN_FLAGS = ("batch_size", "seq_len", "loss_chunk", "compile")
+
+
+def lesson_train(name: str = "model5") -> TrainConfig:
+    """What the bench trains with by default: preset ``name``'s `TrainConfig` (its loss_chunk, say) at the lesson's
+    batch shape, Model 5's 16×256, whatever batch the preset itself trains with."""
+    lesson = train_config("model5")
+    return train_config(name, batch_size=lesson.batch_size, seq_len=lesson.seq_len)
 
 
 @dataclass(frozen=True)
 class BenchOptions:
     """What to measure and how: everything `run` takes besides the device and the model config, and the source
-    of the command line's flags for it (`add_flags`)."""
+    of the command line's flags for it (`add_flags`). The training settings are ``train``, a `TrainConfig` (of
+    which `TRAIN_FLAGS` are flags): its batch_size × seq_len (seq_len none: the model's context) is the batch every
+    contender trains on, its loss_chunk ours' loss path, its compile adds ours compiled; the lesson run trains with
+    all of it. ``BenchOptions()`` is what the command line measures with no flag."""
 
-    batch_size: int = setting(16, "rows per batch of every contender (the lesson's 16)")
-    seq_len: int = setting(256, "tokens per row (the lesson's 256); the command line lengthens the preset's "
-                                "context to fit")
-    loss_chunk: int | None = setting(None, "ours' loss path in fp32: the head and the loss this many rows at a time, "
-                                           "0 = all logits at once; none: the preset's TrainConfig.loss_chunk "
-                                           "(TrainConfig's 0 when run() is called without a preset)")
+    train: TrainConfig = field(default_factory=lesson_train)
     repeats: int = setting(3, "timed repeats after one warm-up; every figure is their median")
     sweep: tuple[int, ...] = setting((), "further batch sizes for ours alone, comma-separated, e.g. 4,8,32; "
                                          "empty: no sweep", metavar="SIZES")
     hf: bool = setting(True, "HuggingFace's GPT2LMHeadModel of the same config as a contender (needs transformers)")
-    compile: bool = setting(False, "also time ours under torch.compile (and compile the lesson run)")
     fused_adamw: bool | None = setting(None, "AdamW's fused kernel: on, off, or auto (= none): fused where PyTorch "
                                              "has it", metavar="{auto,on,off}")
     gen_tokens: int = setting(200, "tokens to generate, with and without the KV cache")
@@ -67,6 +77,11 @@ class BenchOptions:
     # measured. This dataclass said 0 while the flags were declared apart from it.
     vocab_variant: int = setting(64, "also time ours with the vocabulary padded to a multiple of this (0 = off)")
     n_tokens: int = setting(200_000, "random tokens to draw the batches from")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.train, TrainConfig):
+            raise TypeError(f"BenchOptions.train must be a TrainConfig, e.g. train_config('model5', batch_size=8), "
+                            f"got {type(self.train).__name__}")
 
 
 @dataclass(frozen=True)
@@ -99,11 +114,11 @@ class Bench:
 
     @property
     def batch_size(self) -> int:
-        return self.opts.batch_size
+        return self.opts.train.batch_size
 
     @property
     def seq_len(self) -> int:
-        return self.opts.seq_len
+        return self.opts.train.seq_len
 
     @property
     def repeats(self) -> int:
@@ -111,19 +126,23 @@ class Bench:
 
     @property
     def loss_chunk(self) -> int:
-        return self.opts.loss_chunk
+        return self.opts.train.loss_chunk
+
+    @property
+    def compile(self) -> bool:
+        return self.opts.train.compile
 
     @classmethod
     def create(cls, device: torch.device, cfg: GPTConfig, opts: BenchOptions, log) -> "Bench":
-        if opts.loss_chunk is None:  # no preset here: TrainConfig's default
-            opts = replace(opts, loss_chunk=TrainConfig().loss_chunk)
+        # seq_len none: the model's context; past it: an error that names both
+        opts = replace(opts, train=replace(opts.train, seq_len=opts.train.seq_len_for(cfg)))
         dtype = autocast_dtype(device)
         fused = True if opts.fused_adamw is None else opts.fused_adamw
         cpu_gen = torch.Generator(device="cpu").manual_seed(0)
         tokens = torch.randint(0, cfg.vocab_size, (opts.n_tokens,), generator=cpu_gen)
         tokens_dev = tokens.to(device)
         gen = torch.Generator(device=device).manual_seed(0)
-        x, y = random_batch(tokens_dev, opts.batch_size, opts.seq_len, generator=gen)
+        x, y = random_batch(tokens_dev, opts.train.batch_size, opts.train.seq_len, generator=gen)
         b = cls(device, cfg, opts, log, dtype, fused, tokens, tokens_dev, gen, x, y)
         b.res.update(_header(b))
         return b
@@ -180,7 +199,7 @@ def _header(b: Bench) -> dict:
         "loss_chunk": b.loss_chunk,
         "batch_size": b.batch_size,
         "seq_len": b.seq_len,
-        "compile": b.opts.compile,
+        "compile": b.compile,
         "fused_adamw": b.fused,
     }
 
@@ -219,7 +238,7 @@ def make_contenders(b: Bench) -> dict[str, Contender]:
         padded = Model5(replace(b.cfg, vocab_multiple=vocab)).to(b.device)
         out["ours_padded"] = _contender(b, f"Model5 (vocab {padded.config.padded_vocab})", padded,
                                         loss_chunk=b.loss_chunk)
-    if b.opts.compile:
+    if b.compile:
         # The same module compiled (it shares the weights); compilation happens in the warm-up calls.
         out["ours_compiled"] = _contender(b, "Model5 compiled", model, loss_chunk=b.loss_chunk, compile=True)
     if b.opts.hf:
@@ -456,8 +475,7 @@ def lesson_run(b: Bench) -> None:
     steps = b.opts.lesson_steps
     torch.manual_seed(0)
     m = Model5(b.cfg).to(b.device)
-    config = TrainConfig(steps=steps, batch_size=b.batch_size, seq_len=b.seq_len, eval_every=100, eval_batches=8,
-                         compile=b.opts.compile, loss_chunk=b.loss_chunk)
+    config = b.opts.train.with_overrides(steps=steps, eval_every=100, eval_batches=8)
     h = train(m, b.tokens, b.tokens[:20_000], config, device=b.device, progress=False)
     b.res["lesson_run"] = {"steps": steps, "wall_s": h.wall_seconds, "tokens_per_s": h.tokens_per_s}
     b.log(f"lesson run: {steps} batches of {b.batch_size}x{b.seq_len} in {h.wall_seconds:.1f} s "
@@ -468,36 +486,49 @@ def lesson_run(b: Bench) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    """Every flag comes from a field: `CommandOptions` for the command, `BenchOptions` for what is measured."""
+    """Every flag comes from a field: `CommandOptions` for the command, `BenchOptions` for what is measured, and
+    `TrainConfig` (the `TRAIN_FLAGS` of ``BenchOptions.train``) for the training settings."""
     p = argparse.ArgumentParser(prog="python -m gpt_lesson.bench", description=__doc__.split("\n\n")[0])
     add_flags(p.add_argument_group("the command"), CommandOptions)
     add_flags(p.add_argument_group("what to measure (BenchOptions)"), BenchOptions)
+    train = p.add_argument_group(
+        "training settings (BenchOptions.train, a TrainConfig)",
+        "--batch-size x --seq-len: the batch every contender trains on (the preset's context grows to --seq-len); "
+        "--loss-chunk: ours' loss path; --compile: also time ours compiled (and compile the lesson run). A flag not "
+        "given keeps the preset's setting, at the lesson's batch of 16x256.")
+    add_flags(train, TrainConfig, include=TRAIN_FLAGS, keep_unset=True, default_note="TrainConfig's ")
     return p
 
 
 def options_from_args(args: argparse.Namespace) -> tuple[GPTConfig, BenchOptions]:
     """The model config and the options the command line asks for: the preset's model, its context lengthened to
-    ``--seq-len`` and its vocabulary padded as ``--vocab-multiple`` says; ``--loss-chunk`` none: the preset's."""
+    ``--seq-len`` and its vocabulary padded as ``--vocab-multiple`` says; the training settings are the preset's
+    at the lesson's 16×256 (`lesson_train`), with the `TRAIN_FLAGS` given. A bad setting is a ValueError."""
     cmd = CommandOptions(**flags_given(args, CommandOptions))
-    opts = BenchOptions(**flags_given(args, BenchOptions))
-    overrides = {"context_length": max(opts.seq_len, PRESETS[cmd.preset].model.context_length)}
+    train = lesson_train(cmd.preset).with_overrides(**flags_given(args, TrainConfig))
+    opts = BenchOptions(train=train, **flags_given(args, BenchOptions))
+    context = PRESETS[cmd.preset].model.context_length
+    overrides = {"context_length": max(train.seq_len or context, context)}  # seq_len none: the preset's context
     if cmd.vocab_multiple is not None:
         overrides["vocab_multiple"] = cmd.vocab_multiple
-    if opts.loss_chunk is None:
-        opts = replace(opts, loss_chunk=train_config(cmd.preset).loss_chunk)
     return preset(cmd.preset, **overrides), opts
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        cfg, opts = options_from_args(args)
+    except ValueError as e:  # e.g. --batch-size 0, refused by TrainConfig: one line, before any work
+        parser.error(str(e))
     cmd = CommandOptions(**flags_given(args, CommandOptions))
     if cmd.threads:
         torch.set_num_threads(cmd.threads)
     device = pick_device(cmd.device)
-    cfg, opts = options_from_args(args)
+    tc = opts.train
     print(f"# gpt_lesson.bench  {time.strftime('%Y-%m-%d')}  torch {torch.__version__}  device {device}  "
-          f"threads {torch.get_num_threads()}  preset {cmd.preset} (loss_chunk={opts.loss_chunk}, "
-          f"vocab_multiple={cfg.vocab_multiple})  B={opts.batch_size} T={opts.seq_len}  compile={opts.compile}")
+          f"threads {torch.get_num_threads()}  preset {cmd.preset} (loss_chunk={tc.loss_chunk}, "
+          f"vocab_multiple={cfg.vocab_multiple})  B={tc.batch_size} T={tc.seq_len_for(cfg)}  compile={tc.compile}")
     res = run(device, cfg, opts)
     if cmd.json:
         Path(cmd.json).parent.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,10 @@
 """Checkpoints: the one place that knows their format. Written atomically, read back safely, checked on load.
 
-A checkpoint (format ``gpt_lesson-checkpoint-2``) holds the model config, the weights and a SHA-256 of them, the
-optimizer (and fp16 scaler) state, the step, the history, the `TrainConfig` it was trained with and the RNG state
-of dropout. It holds no sampler state: the batches of step s follow from the seed and s alone
-(`gpt_lesson.training`), on any device, so a run saved on a GPU resumes on a CPU and the other way round.
+A checkpoint (format ``gpt_lesson-checkpoint-3``) holds the model config, the weights and a SHA-256 of them, the
+optimizer (and fp16 scaler) state, the step, the history, the `TrainConfig` it was trained with, the run's plan
+(`gpt_lesson.RunPlan.to_dict`) and the RNG state of dropout. It holds no sampler state: the batches of step s
+follow from the seed and s alone (`gpt_lesson.plan`), on any device,
+so a run saved on a GPU resumes on a CPU and the other way round.
 
 Files of an older layout are brought to today's by `upgrade`, in memory, when they are read; nothing else in the
 package knows the old layouts.
@@ -20,8 +21,8 @@ import torch
 from .fileio import write_atomic
 from .model import GPTConfig, Model5
 
-CHECKPOINT_FORMAT = "gpt_lesson-checkpoint-2"
-OLD_FORMATS = ("gpt_lesson-checkpoint-1",)
+CHECKPOINT_FORMAT = "gpt_lesson-checkpoint-3"
+OLD_FORMATS = ("gpt_lesson-checkpoint-1", "gpt_lesson-checkpoint-2")
 
 # GPTConfig fields that do not change what a model with given weights computes in evaluation: a checkpoint
 # saved with another value loads, with one line saying so. Every other field must match.
@@ -61,6 +62,7 @@ def save_checkpoint(
     scaler: torch.amp.GradScaler | None = None,
     *,
     train_config=None,
+    plan: dict | None = None,
 ) -> Path:
     """Save everything a resume needs, atomically: a crash mid-write never replaces a good checkpoint,
     and weights with NaN/inf are refused before anything is written."""
@@ -80,6 +82,7 @@ def save_checkpoint(
         "step": step,
         "history": history.to_dict() if history is not None else None,
         "train_config": train_config.to_dict() if train_config is not None else None,
+        "plan": plan,
         "rng": rng,
     }
     if scaler is not None and scaler.is_enabled():
@@ -89,7 +92,9 @@ def save_checkpoint(
 
 
 def upgrade(ckpt: dict) -> dict:
-    """A checkpoint dict of an older layout in today's (format 2), in memory; one of today's comes back as it is.
+    """A checkpoint dict of an older layout in today's (format 3), in memory; one of today's comes back as it is.
+
+    Format 2: no ``plan`` (None: not recorded); everything else as today.
 
     Format 1, as written by version 0.1.0: ``loss_chunk`` in the model config (now a training setting, moved into
     ``train_config`` when there is one), no ``train_config``, and the sampler's generator state in ``rng`` (batches
@@ -101,6 +106,8 @@ def upgrade(ckpt: dict) -> dict:
         return ckpt
     if ckpt.get("format") not in OLD_FORMATS:
         raise ValueError(f"unknown checkpoint format {ckpt.get('format')!r}")
+    if ckpt["format"] == "gpt_lesson-checkpoint-2":
+        return {**ckpt, "format": CHECKPOINT_FORMAT, "plan": None}
     ckpt = dict(ckpt)
     config = dict(ckpt["config"])
     loss_chunk = config.pop("loss_chunk", None)
@@ -112,7 +119,7 @@ def upgrade(ckpt: dict) -> dict:
     history = ckpt.get("history")
     if history is not None and "lr" not in history:  # every step had the run's one learning rate (None: unknown)
         history = {**history, "lr": [train_config["lr"] if train_config else None] * len(history["train_loss"])}
-    ckpt.update(format=CHECKPOINT_FORMAT, config=config, train_config=train_config, model_sha256=None,
+    ckpt.update(format=CHECKPOINT_FORMAT, config=config, train_config=train_config, model_sha256=None, plan=None,
                 history=history, rng={k: v for k, v in ckpt["rng"].items() if k != "sampler"})
     return ckpt
 
@@ -129,7 +136,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: torch.device | str = 
         raise ValueError(f"{str(path)!r} is not a gpt_lesson checkpoint (torch.load failed: {type(e).__name__})") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") not in (CHECKPOINT_FORMAT, *OLD_FORMATS):
         raise ValueError(f"{str(path)!r} is not a gpt_lesson checkpoint (no '{CHECKPOINT_FORMAT}' marker)")
-    ckpt = upgrade(ckpt)
+    ckpt = {**upgrade(ckpt), "path": str(path)}  # where it was read from, for messages (not saved)
     if ckpt["model_sha256"] is not None and weights_sha256(ckpt["model"]) != ckpt["model_sha256"]:
         raise ValueError(f"checkpoint {str(path)!r} is damaged: its weights do not match the checksum saved with "
                          "them (a disk or copy error changed the file). Use an earlier checkpoint or train again.")
@@ -166,7 +173,15 @@ def apply_checkpoint(ckpt: dict, model: Model5, optimizer: torch.optim.Optimizer
                      source: str | os.PathLike = "the checkpoint", verbose: bool = True) -> dict:
     """`load_checkpoint` for a checkpoint already read (`read_checkpoint`): its weights (and optimizer state) into
     ``model`` (and ``optimizer``), after the same config check."""
-    refused, harmless = config_differences(GPTConfig.from_dict(ckpt["config"]), model.config)
+    refuse_other_config(ckpt, model.config, source, verbose=verbose)
+    return load_state(ckpt, model, optimizer)
+
+
+def refuse_other_config(ckpt: dict, config: GPTConfig, source: str | os.PathLike = "the checkpoint", *,
+                        verbose: bool = True) -> None:
+    """Refuse a checkpoint whose config would make a model of ``config`` compute something else; a difference that
+    does not (dropout, the init) passes, and one line says so."""
+    refused, harmless = config_differences(GPTConfig.from_dict(ckpt["config"]), config)
     if refused:
         detail = ", ".join(f"{k}: checkpoint {a!r} vs model {b!r}" for k, (a, b) in refused.items())
         raise ValueError(
@@ -176,6 +191,11 @@ def apply_checkpoint(ckpt: dict, model: Model5, optimizer: torch.optim.Optimizer
     if harmless and verbose:
         detail = ", ".join(f"{k}={b!r} (checkpoint: {a!r})" for k, (a, b) in harmless.items())
         print(f"loaded into a model with {detail}: the same function in evaluation, other training behaviour")
+
+
+def load_state(ckpt: dict, model: Model5, optimizer: torch.optim.Optimizer | None = None) -> dict:
+    """The weights (and optimizer state) of a checkpoint already read and checked (`read_checkpoint`,
+    `refuse_other_config`: a `gpt_lesson.RunPlan` does both) into ``model`` (and ``optimizer``)."""
     model.load_state_dict(ckpt["model"])
     if optimizer is not None and ckpt.get("optimizer") is not None:
         optimizer.load_state_dict(ckpt["optimizer"])

@@ -1,14 +1,18 @@
 """``python -m gpt_lesson``: the whole lesson in one run.
 
-book -> tokens -> 90/10 split -> a sample before training -> train -> a sample after -> a run folder
-with ``metrics.json``, ``loss.png``, ``samples.txt`` and ``checkpoint.pt``.
+book -> tokens -> 90/10 split -> a sample before training -> train (watching the shape of a sample and the model's
+recitation at every evaluation) -> a sample after -> a run folder with ``metrics.json``, ``loss.png``,
+``learning.png``, ``samples.txt`` and ``checkpoint.pt``.
 
-Every argument is checked before any work starts: a bad one ends the run with one line and exit code 2.
+Every argument is checked before any work starts (the training settings against the tokenized book, by the run's
+`RunPlan`): a bad one ends the run with one line and exit code 2, and nothing else printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import sys
@@ -21,7 +25,7 @@ import torch
 from .book import BookError, clean_text, load_book
 from .checkpoints import read_checkpoint
 from .device import describe_runtime
-from .distributed import DistContext, barrier, process_group
+from .distributed import DistContext, process_group
 from .generation import LESSON_PROMPT, generate_tokens
 from .memorization import copied
 from .model import GPTConfig, Model5
@@ -29,7 +33,9 @@ from .presets import PRESETS, choose_preset, preset, train_config
 from .split import tail_split
 from .tokens import decode, encode, for_display
 from .config import TrainConfig, add_flags, flags_given, setting
-from .training import History, TrainingInterrupted, per_process_batch, train
+from .learning import Watch, learning_summary
+from .plan import RunPlan
+from .training import History, Trainer, TrainingInterrupted
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -45,6 +51,8 @@ class RunOptions:
     overwrite: bool = setting(False, "start afresh in an --out folder that holds a run")
     resume: str | None = setting(None, "continue a run from its checkpoint.pt", metavar="CHECKPOINT")
     sample_tokens: int = setting(100, "tokens to generate before and after training", metavar="N")
+    watch: bool = setting(True, "at every evaluation, also measure the shape of a sample against the book's and how "
+                                "much training (and test) text the model recites (gpt_lesson.Watch)")
     progress: bool = setting(True, "show a progress bar")
 
 
@@ -61,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @dataclass(frozen=True)
-class Plan:
-    """What a run will do, decided (and checked) before any work."""
+class Invocation:
+    """What the command line asks for, decided (and checked) before any work; the run's `RunPlan` is built from it
+    once the book is tokenized."""
 
     device: torch.device
     name: str
@@ -71,33 +80,26 @@ class Plan:
     train: TrainConfig
     out: Path
     dist: DistContext  # this process's place in a torchrun job (one process without torchrun)
+    checkpoint: dict | None  # the checkpoint to resume from, read and verified once (None: a new run)
 
 
-def plan(args: argparse.Namespace) -> Plan:
+def decide(args: argparse.Namespace) -> Invocation:
     """Check every argument and decide the configs; raise ValueError/RuntimeError/FileNotFoundError if one is bad."""
     dist = DistContext.from_env(args.device)
-    device = dist.device
-    if args.resume:
-        ckpt = read_checkpoint(args.resume)
+    ckpt = read_checkpoint(args.resume) if args.resume else None  # the one read of the checkpoint file
+    if ckpt is not None:
         model_cfg, name, why = GPTConfig.from_dict(ckpt["config"]), "checkpoint", f"config read from {args.resume}"
         saved = ckpt["train_config"]
         base = TrainConfig.from_dict(saved) if saved else TrainConfig(seq_len=model_cfg.context_length)
     else:
-        name, why = choose_preset(device) if args.preset == "auto" else (args.preset, "chosen with --preset")
+        name, why = choose_preset(dist.device) if args.preset == "auto" else (args.preset, "chosen with --preset")
         model_cfg, base = preset(name), train_config(name)
     tc = base.with_overrides(**flags_given(args, TrainConfig))
-    tc.seq_len_for(model_cfg)
-    per_process_batch(tc, dist.world_size)
-    if args.resume:
-        tc.check_resumable_from(ckpt["train_config"], args.resume)
-    if args.resume and ckpt["step"] > tc.steps:
-        raise ValueError(f"the checkpoint is at step {ckpt['step']}, past --steps {tc.steps}; "
-                         f"ask for --steps >= {ckpt['step']}")
     if args.sample_tokens < 0:
         raise ValueError(f"--sample-tokens must be >= 0, got {args.sample_tokens}")
     out = Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     _check_out(out, resuming=bool(args.resume), overwrite=args.overwrite)
-    return Plan(device, name, why, model_cfg, tc, out, dist)
+    return Invocation(dist.device, name, why, model_cfg, tc, out, dist, ckpt)
 
 
 def _check_out(out: Path, *, resuming: bool, overwrite: bool) -> None:
@@ -112,70 +114,88 @@ def _check_out(out: Path, *, resuming: bool, overwrite: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        p = plan(args)
-    except (ValueError, RuntimeError, FileNotFoundError) as e:
+    try:  # every check before any work (and before a torchrun job opens its process group)
+        inv = decide(args)
+        text = _load_text(args, inv)
+        plan = RunPlan.build(inv.model, inv.train, text.train, text.test, world_size=inv.dist.world_size,
+                             rank=inv.dist.rank, checkpoint=inv.checkpoint)
+    except (BookError, ValueError, RuntimeError, FileNotFoundError) as e:
         if not _other_rank():  # every rank finds the same bad input: rank 0 says it
             print(f"error: {e}", file=sys.stderr)
         return 2
-    if not p.dist.distributed:
-        return _run(args, p)
+    if not inv.dist.distributed:
+        return _run(args, inv, text, plan)
     try:
-        with process_group(p.dist):
-            return _run(args, p)
+        with process_group(inv.dist):
+            return _run(args, inv, text, plan)
     except Exception as e:  # this rank failed, or lost a rank that did: one line, the group closed, a non-zero exit
-        print(f"error on rank {p.dist.rank} of {p.dist.world_size}: {_one_line(e)}", file=sys.stderr)
+        print(f"error on rank {inv.dist.rank} of {inv.dist.world_size}: {_one_line(e)}", file=sys.stderr)
         return 1
 
 
-def _run(args: argparse.Namespace, p: Plan) -> int:
-    """The run itself, on every rank; rank 0 alone prints, samples and writes the run folder."""
-    main_rank = p.dist.is_main
-    say = print if main_rank else _silent
-    say(describe_runtime(p.device))
-    if p.dist.distributed:
-        say(f"torchrun: {p.dist.world_size} processes ({p.dist.backend}), each on its own rows of every batch")
-    say(f"preset: {p.name} ({p.why})")
-    if not main_rank:
-        barrier(p.dist)  # rank 0 loads the book first: one download into the cache, not one per rank
-    try:
-        book = load_book(args.book, offline=True if args.offline else None, verbose=main_rank)
-    except (BookError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if main_rank:
-        barrier(p.dist)
+@dataclass(frozen=True)
+class _Text:
+    """The book as the run trains on it."""
+
+    source: str
+    n_chars: int
+    tokens: torch.Tensor
+    train: torch.Tensor
+    test: torch.Tensor
+    notes: str  # what loading the book said (a cached or shipped copy, and why)
+
+
+def _load_text(args: argparse.Namespace, inv: Invocation) -> _Text:
+    """Load, clean, tokenize and split the book (in every process of a torchrun job: from the cache, or the copy
+    shipped with the package, once the first download is cached)."""
+    notes = io.StringIO()
+    with contextlib.redirect_stdout(notes):  # said after the plan is checked: a bad argument prints nothing else
+        book = load_book(args.book, offline=True if args.offline else None, verbose=inv.dist.is_main)
     text = book.text if args.raw else clean_text(book.text)
     tokens = encode(text)
     train_tokens, test_tokens = tail_split(tokens, 0.9)
-    say(f"book: {len(text):,} characters from {book.source}; {len(tokens):,} tokens "
-        f"({len(train_tokens):,} train / {len(test_tokens):,} test)")
-    torch.manual_seed(p.train.seed)  # the model's initial weights
-    model = Model5(p.model).to(p.device)
-    seq_len = p.train.seq_len_for(p.model)
-    say(f"model: {model.num_params():,} parameters; batches of {p.train.batch_size}x{seq_len}{_split(p)}; "
-        f"{p.train.steps} steps")
+    return _Text(book.source, len(text), tokens, train_tokens, test_tokens, notes.getvalue())
+
+
+def _run(args: argparse.Namespace, inv: Invocation, text: _Text, plan: RunPlan) -> int:
+    """The run itself, on every rank; rank 0 alone prints, samples and writes the run folder."""
+    main_rank = inv.dist.is_main
+    say = print if main_rank else _silent
+    say(describe_runtime(inv.device))
+    if inv.dist.distributed:
+        say(f"torchrun: {inv.dist.world_size} processes ({inv.dist.backend}), each on its own rows of every batch")
+    say(f"preset: {inv.name} ({inv.why})")
+    say(text.notes, end="")
+    say(f"book: {text.n_chars:,} characters from {text.source}; {len(text.tokens):,} tokens "
+        f"({len(text.train):,} train / {len(text.test):,} test)")
+    torch.manual_seed(plan.train.seed)  # the model's initial weights
+    model = Model5(plan.model).to(inv.device)
+    say(f"model: {model.num_params():,} parameters; {plan.describe()}")
     if main_rank:
-        p.out.mkdir(parents=True, exist_ok=True)
-    before = "" if args.resume or not main_rank else _sample(model, args, p.train.seed)[0]
+        inv.out.mkdir(parents=True, exist_ok=True)
+    before = "" if plan.checkpoint is not None or not main_rank else _sample(model, args, plan.train.seed)[0]
     if before:
         print("\n--- before training ---\n" + before + "\n")
+    watch = None  # rank 0 alone records (and saves) the history
+    if args.watch and main_rank:
+        watch = Watch.of(text.train, text.test, context_length=plan.model.context_length, seed=plan.train.seed)
+    trainer = Trainer(plan, model, text.train, text.test, device=inv.device, dist=inv.dist, progress=args.progress,
+                      checkpoint_path=inv.out / "checkpoint.pt", on_eval=watch)
     try:
-        history = train(model, train_tokens, test_tokens, p.train, device=p.device, dist=p.dist,
-                        progress=args.progress, checkpoint_path=p.out / "checkpoint.pt", resume_from=args.resume)
+        history = trainer.run()
     except TrainingInterrupted as e:
         hint = f"; continue with: python -m gpt_lesson --resume {e.checkpoint}" if e.step > 0 else ""
         say(f"\ninterrupted at step {e.step}{hint}", file=sys.stderr)
         return 130
     if not main_rank:
         return 0
-    after, new_ids = _sample(model, args, p.train.seed)
+    after, new_ids = _sample(model, args, plan.train.seed)
     print("\n--- after training ---\n" + after + "\n")
-    copying = _copying(new_ids, train_tokens, test_tokens)
+    copying = _copying(new_ids, text.train, text.test)
     if copying:
         print(copying["summary"])
-    _write_run(p, history, before, after, {"book_source": book.source, "n_tokens": len(tokens),
-                                           "memorization": copying})
+    _write_run(inv, plan, history, before, after, {"book_source": text.source, "n_tokens": len(text.tokens),
+                                                   "memorization": copying})
     return 0
 
 
@@ -187,13 +207,6 @@ def _other_rank() -> bool:
     """True in a torchrun process other than rank 0 (read before the context exists: it may be what failed)."""
     rank = os.environ.get("RANK", "0")
     return rank.isdigit() and int(rank) > 0
-
-
-def _split(p: Plan) -> str:
-    """How one batch is shared: '' for one process without accumulation."""
-    n, k = p.dist.world_size, p.train.grad_accum
-    parts = ([f"{n} processes"] if n > 1 else []) + ([f"{k} micro-batches"] if k > 1 else [])
-    return " = " + " x ".join([*parts, f"{p.train.batch_size // (n * k)} rows"]) if parts else ""
 
 
 def _one_line(e: BaseException) -> str:
@@ -221,27 +234,35 @@ def _copying(new_ids: torch.Tensor, train_tokens: torch.Tensor, test_tokens: tor
                                           for part, c in found.items()}}
 
 
-def _write_run(p: Plan, history: History, before: str, after: str, data: dict) -> None:
+def _write_run(inv: Invocation, plan: RunPlan, history: History, before: str, after: str, data: dict) -> None:
     """loss.png, samples.txt and metrics.json into the run folder, and the closing lines."""
-    from .plots import plot_losses  # matplotlib only when a plot is made
+    import matplotlib.pyplot as plt  # matplotlib only when a plot is made
 
-    plot_losses(history).savefig(p.out / "loss.png", dpi=120)
+    from .plots import plot_learning, plot_losses
+
+    figures = {"loss.png": plot_losses(history)}
+    if history.learning:
+        figures["learning.png"] = plot_learning(history)
+    for name, fig in figures.items():
+        fig.savefig(inv.out / name, dpi=120)
+        plt.close(fig)
     copying = data.get("memorization")
-    (p.out / "samples.txt").write_text(
+    (inv.out / "samples.txt").write_text(
         (f"--- before training ---\n{before}\n\n" if before else "") + f"--- after training ---\n{after}\n"
         + (f"\n{copying['summary']}\nlongest copied span: {copying['train']['text']!r}\n" if copying else ""),
         encoding="utf-8",
     )
-    seq_len = p.train.seq_len_for(p.model)
     metrics = {
-        "preset": p.name, "config": p.model.to_dict(), "train_config": p.train.to_dict(), "device": str(p.device),
-        "world_size": p.dist.world_size, "steps": p.train.steps, "batch_size": p.train.batch_size, "seq_len": seq_len,
-        **data,
+        "preset": inv.name, "config": plan.model.to_dict(), "train_config": plan.train.to_dict(),
+        "device": str(inv.device), "world_size": plan.world_size, "steps": plan.steps, "batch_size": plan.batch_size,
+        "seq_len": plan.seq_len, "plan": plan.to_dict(), **data,
         "history": history.to_dict(),
     }
-    (p.out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False), encoding="utf-8")
+    (inv.out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False), encoding="utf-8")
     tail = history.train_loss[-10:]
     if history.test_loss:
         print(f"test loss {history.test_loss[0]:.3f} -> {history.test_loss[-1]:.3f}; ", end="")
     print(f"train loss (last {len(tail)} steps) {sum(tail) / max(1, len(tail)):.3f}")
-    print(f"{history.tokens_per_s:,.0f} tokens/s, {history.wall_seconds:.0f} s of training; run folder: {p.out}")
+    print(f"{history.tokens_per_s:,.0f} tokens/s, {history.wall_seconds:.0f} s of training; run folder: {inv.out}")
+    if history.learning:
+        print(learning_summary(history.learning))

@@ -170,8 +170,9 @@ def _require(name: str, value: Any, ok: bool, what: str) -> None:
 
 
 def add_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, *, keep_unset: bool = False,
-              default_note: str = "", exclude: tuple[str, ...] = ()) -> None:
-    """One ``--field-name`` flag per field of the dataclass ``cls`` that has help text in its metadata.
+              default_note: str = "", exclude: tuple[str, ...] = (), include: tuple[str, ...] | None = None) -> None:
+    """One ``--field-name`` flag per field of the dataclass ``cls`` that has help text in its metadata (only the
+    fields named in ``include`` where it is given; none named in ``exclude``).
 
     The flag's type, choices and ``(default: ...)`` come from the field. A ``bool`` field gets ``--x`` and
     ``--no-x``; ``X | None`` accepts ``none``; ``tuple[int, ...]`` takes comma-separated values.
@@ -179,8 +180,11 @@ def add_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: ty
     so that another source (a preset, a checkpoint) keeps its value; ``default_note`` then says whose value that is.
     """
     hints = typing.get_type_hints(cls)
+    unknown = set(include or ()) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"add_flags: include names {sorted(unknown)}, which {cls.__name__} has no field for")
     for f in fields(cls):
-        if "help" not in f.metadata or f.name in exclude:
+        if "help" not in f.metadata or f.name in exclude or (include is not None and f.name not in include):
             continue
         default = _default(f)
         shown = "none" if default is None else ",".join(map(str, default)) if isinstance(default, tuple) else default

@@ -66,3 +66,8 @@ def tf32_matmuls(device: torch.device | str) -> Iterator[None]:
         yield
     finally:
         matmul.allow_tf32, cudnn.allow_tf32 = before
+
+
+def autocast(device_type: str, dtype: torch.dtype | None):
+    """``torch.autocast`` to ``dtype``, or a no-op context when ``dtype`` is None (fp32)."""
+    return torch.autocast(device_type, dtype=dtype, enabled=dtype is not None)

@@ -3,13 +3,21 @@ ever holding all (rows, V) logits (823 MB of them for Model 5 at 16x256 in fp32)
 
 Written for fp32 (training on the CPU, where it is the fastest path measured: docs/performance.md).
 `Model5.loss` uses it only when asked (``chunk > 0``) and refuses it under autocast, where the plain
-path with bf16/fp16 logits is the fast one. `gpt_lesson.step.LossPath` makes that choice, in one place.
-Targets equal to ``IGNORE_INDEX`` (-100, PyTorch's) take no part, as in ``F.cross_entropy``.
+path with bf16/fp16 logits is the fast one. Targets equal to ``IGNORE_INDEX`` (-100, PyTorch's) take no part,
+as in ``F.cross_entropy``.
+
+`LossPolicy` is the one place that decides how a run computes its loss (plain or chunked, under which autocast):
+the training step, the evaluation and the experiments all call the loss through it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
+
+from .device import autocast
 
 IGNORE_INDEX = -100
 
@@ -100,3 +108,29 @@ def chunked_cross_entropy(
     if not torch.is_grad_enabled():  # evaluation: the forward pass need not precompute any gradient
         h, weight = h.detach(), weight.detach()
     return _ChunkedCE.apply(h, weight, targets, vocab_size, scale, chunk)
+
+
+@dataclass(frozen=True)
+class LossPolicy:
+    """How a run computes its loss, decided once (`for_run`): under autocast to ``dtype`` (None: fp32), with the
+    chunked fp32 head + loss when ``chunk > 0``.
+
+    ``policy(loss_fn, x, y)`` calls ``loss_fn(x, y)`` under that autocast, passing ``chunk=`` only when it is on, so
+    a plain ``(x, y) -> loss`` (HuggingFace's, a DDP wrapper) works unchanged.
+    """
+
+    dtype: torch.dtype | None = None
+    chunk: int = 0
+
+    @classmethod
+    def for_run(cls, loss_chunk: int, dtype: torch.dtype | None) -> LossPolicy:
+        """The chunked fp32 head + loss when training in fp32 and ``loss_chunk > 0``; the plain path (all logits,
+        in bf16/fp16) under autocast, where it is the fast one."""
+        return cls(dtype, loss_chunk if dtype is None else 0)
+
+    def __call__(self, loss_fn: Callable[..., torch.Tensor], x: torch.Tensor, y: torch.Tensor, **kw) -> torch.Tensor:
+        with autocast(x.device.type, self.dtype):
+            return loss_fn(x, y, chunk=self.chunk, **kw) if self.chunk else loss_fn(x, y, **kw)
+
+
+FP32 = LossPolicy()  # no autocast, all logits at once

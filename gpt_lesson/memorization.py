@@ -12,6 +12,13 @@ every window at once), and each generated n-gram is looked up in it with a binar
 reference takes well under a second. The longest copied span is found by growing n: a span of length L is copied
 only if its n-grams are, so the search doubles L, then bisects, checking each length against the table of that
 length. A hash can collide, so every reported span is checked token by token against the reference.
+
+`extraction` asks the question from the other side, the way an extraction attack does: prompted with ``prompt_len``
+tokens of a text, does the model continue it word for word? For ``n`` windows drawn with a seeded generator it
+decodes ``continuation`` tokens greedily (batched, with the KV cache) and counts the tokens reproduced before the
+first mismatch. Run on the training text and, with the same n, sizes and seed, on the test text as the control: a
+model that recites its training text matches far longer there than on text it never saw. It is meant to run at
+every evaluation of a training run: one call is a few dozen cached decoding steps.
 """
 
 from __future__ import annotations
@@ -20,6 +27,9 @@ from dataclasses import dataclass
 
 import torch
 
+from .config import is_int
+from .generation import generate_tokens
+from .model import Model5
 from .tokens import check_tokens, decode
 
 _MULT = 1_000_003  # an odd multiplier; the hashes wrap around in int64 (arithmetic modulo 2**64)
@@ -124,3 +134,99 @@ def copied(generated: torch.Tensor, reference: torch.Tensor, n: int = 8) -> Copy
     g, r, length = best
     text = decode(generated[g : g + length]) if length else ""
     return Copying(n, len(found), found.double().mean().item(), length, g, r, text)
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """What `extraction` found over ``n`` windows of a token vector. Per window, in the order drawn: ``starts``, and
+    ``matches``, the tokens of the true continuation the model reproduced greedily before its first mismatch
+    (0 … ``continuation``). Their ``mean``, the share reproduced in full, and the longest (the first window of
+    that length): ``longest`` tokens after the prompt of the window at ``longest_start`` (its prompt is
+    tokens[longest_start : longest_start + prompt_len]), and ``longest_generated``, the model's own
+    ``continuation`` tokens there, to show beside the book's."""
+
+    n: int
+    prompt_len: int
+    continuation: int
+    seed: int
+    starts: tuple[int, ...]
+    matches: tuple[int, ...]
+    mean: float
+    full_share: float
+    longest: int
+    longest_start: int
+    longest_generated: tuple[int, ...]
+
+    def to_dict(self) -> dict:
+        """Plain numbers and lists, for metrics.json."""
+        return {"n": self.n, "prompt_len": self.prompt_len, "continuation": self.continuation, "seed": self.seed,
+                "mean": self.mean, "full_share": self.full_share, "longest": self.longest,
+                "longest_start": self.longest_start, "matches": list(self.matches), "starts": list(self.starts)}
+
+    def __str__(self) -> str:
+        return (f"prompted with {self.prompt_len} tokens, the model reproduced on average {self.mean:.1f} of the next "
+                f"{self.continuation} ({self.full_share:.0%} of {self.n} windows in full; longest {self.longest} "
+                f"tokens, window at token {self.longest_start:,})")
+
+
+def _check_extraction_sizes(model: Model5, tokens: torch.Tensor, n: int, prompt_len: int, continuation: int,
+                            seed: int, batch_size: int) -> None:
+    for name, v in (("n", n), ("prompt_len", prompt_len), ("continuation", continuation),
+                    ("batch_size", batch_size)):
+        if not (is_int(v) and v >= 1):
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if not is_int(seed):
+        raise TypeError(f"seed must be an integer (it seeds the generator that draws the windows), got {seed!r}")
+    check_tokens(tokens, "tokens", vocab_size=model.config.vocab_size)
+    ctx, window = model.config.context_length, prompt_len + continuation
+    if window > ctx:
+        raise ValueError(f"prompt_len + continuation = {prompt_len} + {continuation} = {window} tokens do not fit "
+                         f"the model's context of {ctx} tokens; choose them so that their sum is at most {ctx} "
+                         f"(e.g. prompt_len={ctx // 3}, continuation={ctx - ctx // 3})")
+    if window > len(tokens):
+        raise ValueError(f"a window of prompt_len + continuation = {window} tokens does not fit in the token vector "
+                         f"of {len(tokens)} tokens; pass a longer token vector or a shorter prompt_len/continuation")
+
+
+def extraction_starts(n_tokens: int, n: int, window: int, seed: int) -> torch.Tensor:
+    """(n,) int64: the starts of ``n`` windows of ``window`` tokens in a vector of ``n_tokens``, drawn uniformly (with
+    replacement) by a ``torch.Generator`` seeded with ``seed``: the global RNG is not touched."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, n_tokens - window + 1, (n,), generator=g)
+
+
+def match_lengths(generated: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """generated, truth (B, M) -> (B,) int64: how many leading tokens of each row agree, before the first mismatch."""
+    return (generated == truth).long().cumprod(dim=1).sum(dim=1)
+
+
+@torch.no_grad()
+def extraction(model: Model5, tokens: torch.Tensor, *, n: int = 32, prompt_len: int = 32, continuation: int = 64,
+               seed: int = 0, batch_size: int = 32) -> Extraction:
+    """Prompt ``model`` with the first ``prompt_len`` tokens of ``n`` windows of ``tokens`` (1-D ids), decode
+    ``continuation`` tokens greedily and count how many match the true continuation before the first mismatch.
+
+    The windows depend only on (len(tokens), n, prompt_len + continuation, seed), so the control (the test text, same
+    arguments) is drawn the same way; ``batch_size`` windows are decoded at once (one `generate_tokens` call per
+    batch) and does not change the result. The model's mode is kept; the global RNG is not used.
+    """
+    _check_extraction_sizes(model, tokens, n, prompt_len, continuation, seed, batch_size)
+    window = prompt_len + continuation
+    starts = extraction_starts(len(tokens), n, window, seed)
+    rows = (starts[:, None] + torch.arange(window)).to(tokens.device)  # (n, p + m)
+    windows = tokens[rows].long()
+    generated, lengths = [], []
+    for i in range(0, n, batch_size):
+        batch = windows[i : i + batch_size]
+        out = generate_tokens(model, batch[:, :prompt_len], continuation, greedy=True)[:, prompt_len:]  # (b, m)
+        generated.append(out)
+        lengths.append(match_lengths(out, batch[:, prompt_len:].to(out.device)))
+    matches = torch.cat(lengths).cpu()
+    best = int(matches.argmax())
+    return Extraction(
+        n=n, prompt_len=prompt_len, continuation=continuation, seed=seed, starts=tuple(starts.tolist()),
+        matches=tuple(matches.tolist()), mean=matches.double().mean().item(),
+        full_share=(matches == continuation).double().mean().item(), longest=int(matches[best]),
+        longest_start=int(starts[best]),
+        longest_generated=tuple(generated[best // batch_size][best % batch_size].tolist()),
+    )

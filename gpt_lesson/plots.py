@@ -1,7 +1,7 @@
-"""Plots used by notebooks 04-07: loss curves, timing bars, coverage. Each returns its Figure.
+"""Plots used by notebooks 04-07: loss curves, what a run learned, timing bars, coverage. Each returns its Figure.
 
 `import gpt_lesson` does not import this module (nor matplotlib, which takes seconds to load): the package
-imports it on first use of ``gpt_lesson.plot_losses``, ``plot_timings`` or ``plot_coverage``.
+imports it on first use of ``gpt_lesson.plot_losses``, ``plot_learning``, ``plot_timings`` or ``plot_coverage``.
 """
 
 from __future__ import annotations
@@ -55,6 +55,28 @@ def plot_losses(
         add_epoch_axis(ax, tokens_per_step / epoch_tokens, "epochs: tokens seen / training tokens")
     ax.set_title(title)
     return finish(fig, ax, legend_size=8)
+
+
+def plot_learning(history, *, title: str = "What the model learned, at each evaluation") -> Figure:
+    """``history.learning`` (a `gpt_lesson.Watch`'s records) over the steps: left, the likeness of a greedy and a
+    sampled continuation to the book's shape (1 = the book's); right, the tokens of training text and of test text
+    (the control) the model reproduced after a prompt from it."""
+    records = history.learning
+    if not records:
+        raise ValueError("history.learning is empty: train with watch=gl.Watch.of(...) to record it")
+    steps = [r["step"] for r in records]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for how, style in (("greedy", "s-"), ("sampled", "o-")):
+        left.plot(steps, [r[how]["likeness"] for r in records], style, label=f"{how} continuation")
+    left.axhline(1.0, ls="--", lw=1, color="tab:gray", label="the book's own shape")
+    left.set_ylim(0, 1.05)
+    finish(fig, left, xlabel="step", ylabel="likeness to the book's shape")
+    right.plot(steps, [r["reproduced_train"] for r in records], "o-", label="training text")
+    right.plot(steps, [r["reproduced_test"] for r in records], "s--", label="test text (never trained on)")
+    finish(fig, right, xlabel="step", ylabel="tokens reproduced after a prompt (mean)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
 
 
 def add_epoch_axis(ax, epochs_per_x: float, label: str) -> None:

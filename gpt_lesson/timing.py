@@ -15,7 +15,8 @@ from typing import Callable
 
 import torch
 
-from .step import TrainStep, autocast
+from .device import autocast
+from .step import TrainStep
 
 
 @dataclass(frozen=True)

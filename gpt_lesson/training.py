@@ -16,22 +16,22 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from .batches import _check_sizes, batch_starts, gather_windows
-from .checkpoints import apply_checkpoint, read_checkpoint, save_checkpoint
+from .checkpoints import load_state, save_checkpoint
 from .config import TrainConfig
 from .device import autocast_dtype, tf32_matmuls
 from .distributed import DistContext, all_reduce_mean, ddp_loss
-from .evaluation import EvalSet, evaluate, mean_loss
+from .evaluation import EvalSet, _mean_loss, evaluate
+from .batches import gather_windows
 from .model import Model5
-from .step import TrainStep, make_adamw, set_hyperparameters
-from .tokens import check_tokens
+from .plan import RunPlan, per_process_batch
+from .step import TrainStep, make_adamw, set_lr, set_weight_decay
 
 __all__ = ["History", "TrainConfig", "Trainer", "TrainingDiverged", "TrainingInterrupted", "evaluate",
            "per_process_batch", "train"]
@@ -61,6 +61,7 @@ class History:
     train_seconds: float = 0.0  # time spent in training steps (evaluation excluded)
     wall_seconds: float = 0.0
     tokens_seen: int = 0
+    learning: list[dict] = field(default_factory=list)  # what a `gpt_lesson.Watch` measured at each evaluation
 
     @property
     def tokens_per_s(self) -> float:
@@ -80,64 +81,53 @@ SaveCallback = Callable[["Trainer", int, Path], None]  # (trainer, step, checkpo
 
 
 class Trainer:
-    """One training run of ``model`` on ``train_tokens``, which can be run in stretches.
+    """One training run, as its `RunPlan` says, of ``model`` on ``train_tokens``; it can be run in stretches.
 
-    - ``run_to(step)`` trains up to that step (evaluating at step 0, every ``config.eval_every`` steps and at
-      ``config.steps``); ``run()`` to the end. Stretches give the losses of one unbroken run.
-    - ``on_eval(trainer, step, loss)`` is called after each evaluation, ``on_save(trainer, step, path)`` after each
-      save: a notebook or an experiment hooks in there instead of stopping and resuming.
-    - The other arguments are those of `train`, which builds a Trainer and runs it.
+    - ``plan``: `RunPlan.build(model.config, config, train_tokens, test_tokens, ...)`, which checked every input
+      (and read the checkpoint to resume from, if any); the Trainer trusts it.
+    - ``run_to(step)`` trains up to that step (evaluating at the plan's ``eval_steps``); ``run()`` to the end.
+      Stretches give the losses of one unbroken run.
+    - ``on_eval(trainer, step, loss)`` (one callback or several, in order) is called after each evaluation,
+      ``on_save(trainer, step, path)`` after each save: a notebook, an experiment or a `gpt_lesson.Watch` hooks in
+      there instead of stopping and resuming.
+    - ``device``: where to train (default: where the model is); ``dist``: this process's place in a torchrun job.
     """
 
-    def __init__(self, model: Model5, train_tokens: torch.Tensor, test_tokens: torch.Tensor | None = None,
-                 config: TrainConfig | None = None, *, device: torch.device | str | None = None,
-                 progress: bool = True, checkpoint_path: str | os.PathLike | None = None,
-                 resume_from: str | os.PathLike | None = None, allowed: torch.Tensor | None = None,
-                 dist: DistContext | None = None, on_eval: EvalCallback | None = None,
+    def __init__(self, plan: RunPlan, model: Model5, train_tokens: torch.Tensor,
+                 test_tokens: torch.Tensor | None = None, *, device: torch.device | str | None = None,
+                 dist: DistContext | None = None, progress: bool = True,
+                 checkpoint_path: str | os.PathLike | None = None,
+                 on_eval: EvalCallback | Sequence[EvalCallback] | None = None,
                  on_save: SaveCallback | None = None) -> None:
-        self.config = c = config if config is not None else TrainConfig()
-        check_tokens(train_tokens, "train_tokens", vocab_size=model.config.vocab_size)
-        if test_tokens is not None:
-            check_tokens(test_tokens, "test_tokens", vocab_size=model.config.vocab_size)
-        self.seq_len = c.seq_len_for(model.config)
-        for name, t in (("train_tokens", train_tokens), ("test_tokens", test_tokens)):
-            if t is not None:  # a window of seq_len + 1 tokens must fit, said of the tensor the caller passed
-                _check_sizes(len(t), c.batch_size, self.seq_len, tokens=name)
+        assert model.config == plan.model and len(train_tokens) == plan.n_train_tokens, "build the plan of this run"
+        self.plan, self.config = plan, plan.train
+        c = plan.train
         self.dist = dist if dist is not None else DistContext(torch.device("cpu"))
+        assert (self.dist.rank, self.dist.world_size) == (plan.rank, plan.world_size), "the plan of another process"
         self.device = _run_device(model, device, self.dist)
-        rows = per_process_batch(c, self.dist.world_size)
-        self.rows = slice(self.dist.rank * rows, (self.dist.rank + 1) * rows)  # this process's rows of every batch
         self.model = model.to(self.device)
-        dtype = autocast_dtype(self.device) if c.amp else None
-        optimizer = make_adamw(model, lr=c.lr, weight_decay=c.weight_decay, fused=c.fused,
+        optimizer = make_adamw(model, lr=plan.lrs[0], weight_decay=c.weight_decay, fused=c.fused,
                                decay_matrices_only=c.decay_matrices_only)
-        self.step_fn = TrainStep(model, optimizer, dtype=dtype, grad_clip=c.grad_clip, loss_chunk=c.loss_chunk,
-                                 compile=c.compile, grad_accum=c.grad_accum,
+        self.step_fn = TrainStep(model, optimizer, dtype=autocast_dtype(self.device) if c.amp else None,
+                                 grad_clip=c.grad_clip, loss_chunk=c.loss_chunk, compile=c.compile,
+                                 grad_accum=plan.micro_batches,
                                  ddp=ddp_loss(model, self.dist) if self.dist.distributed else None)
         # Keep the text where the model is: batches are then gathered there, no copy per step.
         self.train_tokens = train_tokens.to(self.device, torch.long)
-        self.test_set = None if test_tokens is None else EvalSet.random(
-            test_tokens.to(self.device), batch_size=c.batch_size, seq_len=self.seq_len, n_batches=c.eval_batches,
-            seed=c.seed + 1)
-        # Every step's starts, drawn once: a longer table begins with a shorter one's rows (`batch_starts`).
-        self.starts = batch_starts(len(train_tokens), c.steps, c.batch_size, self.seq_len, seed=c.seed,
-                                   sampler=c.sampler, allowed=allowed).to(self.device)[:, self.rows]
+        self.test_set = None if test_tokens is None else EvalSet.for_plan(test_tokens.to(self.device), plan)
+        self.starts = plan.starts.to(self.device)[:, plan.rows]  # this process's rows of every step's batch
         self.progress, self.checkpoint_path = progress and self.dist.is_main, checkpoint_path
-        self.on_eval, self.on_save = on_eval, on_save
+        self.on_eval = tuple(on_eval) if isinstance(on_eval, Sequence) else (on_eval,) if on_eval else ()
+        self.on_save = on_save
         self.history, self.step, self._rng = History(), 0, None
-        if resume_from is not None:
-            self._resume(resume_from)
+        if plan.checkpoint is not None:
+            self._resume(plan.checkpoint)
 
-    def _resume(self, path) -> None:
-        ckpt = read_checkpoint(path, map_location=self.device)
-        if ckpt["step"] > self.config.steps:
-            raise ValueError(f"the checkpoint is at step {ckpt['step']}, past steps={self.config.steps}; "
-                             f"ask for steps >= {ckpt['step']}")
-        self.config.check_resumable_from(ckpt["train_config"], path)  # before its optimizer state is loaded
-        apply_checkpoint(ckpt, self.model, self.step_fn.optimizer, source=path)
+    def _resume(self, ckpt: dict) -> None:
+        load_state(ckpt, self.model, self.step_fn.optimizer)
         self.step, self.history, self._rng = ckpt["step"], History.from_dict(ckpt["history"]), ckpt["rng"]
-        # The optimizer state brought back the old values; this run's may differ (and are recorded).
-        set_hyperparameters(self.step_fn.optimizer, lr=self.config.lr, weight_decay=self.config.weight_decay)
+        # The optimizer state brought back the old weight decay; this run's may differ (and is recorded).
+        set_weight_decay(self.step_fn.optimizer, self.config.weight_decay)
         if "scaler" in ckpt and self.step_fn.scaler.is_enabled():
             self.step_fn.scaler.load_state_dict(ckpt["scaler"])
 
@@ -156,8 +146,7 @@ class Trainer:
             torch.manual_seed(c.seed)  # dropout's randomness, seeded here, restored after
             self._restore_rng()
             self.model.train()
-            losses = _LossBuffer(self.history, self.step, end - self.step, c.batch_size * self.seq_len, self.device,
-                                 c.lr_at)
+            losses = _LossBuffer(self.history, self.step, end - self.step, self.plan.tokens_per_step, self.device)
             bar = tqdm(range(self.step, end), total=c.steps, initial=self.step, desc="train", disable=not self.progress)
             try:
                 self._loop(bar, losses, end)
@@ -167,7 +156,7 @@ class Trainer:
             bar.close()
             losses.flush(end - self.step)
             self.step = end
-            if end == c.steps or end % c.eval_every == 0:
+            if end in self.plan.eval_steps:
                 self._evaluate(end)
             self._rng = _rng_state(self.device)
             self.history.wall_seconds += time.perf_counter() - t_wall
@@ -176,16 +165,16 @@ class Trainer:
         return self.history
 
     def _loop(self, bar, losses: _LossBuffer, end: int) -> None:
-        c, start = self.config, self.step
+        c, start, optimizer = self.config, self.step, self.step_fn.optimizer
         for step in bar:
-            if step % c.eval_every == 0:
+            if step in self.plan.eval_steps:
                 self._evaluate(step)
             t0 = time.perf_counter()
-            for group in self.step_fn.optimizer.param_groups:
-                group["lr"] = c.lr_at(step)
-            x, y = gather_windows(self.train_tokens, self.starts[step], self.seq_len)
+            set_lr(optimizer, self.plan.lrs[step])
+            x, y = gather_windows(self.train_tokens, self.starts[step], self.plan.seq_len)
             loss = all_reduce_mean(self.step_fn(x, y), self.dist)  # the mean over the global batch
-            losses.put(step - start, loss, bar, last=step == end - 1)
+            # the history keeps the learning rate the optimizer used, as it holds it
+            losses.put(step - start, loss, optimizer.param_groups[0]["lr"], bar, last=step == end - 1)
             losses.seconds += time.perf_counter() - t0
             if self.checkpoint_path and c.checkpoint_every and (step + 1) % c.checkpoint_every == 0 and step + 1 < end:
                 losses.flush(step + 1 - start)
@@ -194,12 +183,12 @@ class Trainer:
     def _evaluate(self, step: int) -> None:
         if self.test_set is None or step in self.history.eval_steps:
             return
-        loss = mean_loss(self.model, self.test_set, path=self.step_fn.path,
-                         micro_batches=self.dist.world_size * self.config.grad_accum, dist=self.dist)
+        loss = _mean_loss(self.model, self.test_set, self.step_fn.loss_policy,
+                          self.plan.world_size * self.plan.micro_batches, self.dist)
         self.history.eval_steps.append(step)
         self.history.test_loss.append(loss)
-        if self.on_eval is not None:
-            self.on_eval(self, step, loss)
+        for callback in self.on_eval:
+            callback(self, step, loss)
 
     def save(self, path: str | os.PathLike) -> None:
         """Save the run at its current step (rank 0 only: every rank holds the same weights)."""
@@ -209,7 +198,7 @@ class Trainer:
         if not self.dist.is_main:
             return
         save_checkpoint(path, self.model, self.step_fn.optimizer, step, self.history, self.step_fn.scaler,
-                        train_config=self.config)
+                        train_config=self.config, plan=self.plan.to_dict())
         if self.on_save is not None:
             self.on_save(self, step, Path(path))
 
@@ -262,6 +251,7 @@ def train(
     stop_after: int | None = None,
     allowed: torch.Tensor | None = None,
     dist: DistContext | None = None,
+    watch: EvalCallback | None = None,
     **overrides,
 ) -> History:
     """Train ``model`` on ``config.steps`` random batches of ``train_tokens`` and return the `History`.
@@ -277,53 +267,50 @@ def train(
       ``split.starts("train", T)``); None: every start. ``config.sampler`` draws from them.
     - ``dist``: this process's place in a torchrun job (`gpt_lesson.distributed`, group opened): it trains on
       its rows of every global batch with DDP, on ``dist.device``; only rank 0 shows progress and saves.
+    - ``watch``: a `gpt_lesson.Watch` (or any ``on_eval`` callback): the shape of a sample and the extraction
+      probe at every evaluation, in ``History.learning``.
     """
     config = (config or TrainConfig()).with_overrides(**overrides)
     if stop_after is not None and not (isinstance(stop_after, int) and not isinstance(stop_after, bool)
                                        and stop_after >= 1):
         raise ValueError(f"stop_after must be a positive number of steps (or None: run to the end), got {stop_after!r}")
-    trainer = Trainer(model, train_tokens, test_tokens, config, device=device, progress=progress,
-                      checkpoint_path=checkpoint_path, resume_from=resume_from, allowed=allowed, dist=dist)
+    if not isinstance(model, Model5):
+        raise TypeError(f"model must be a gl.Model5, got {type(model).__name__}")
+    dist = dist if dist is not None else DistContext(torch.device("cpu"))
+    plan = RunPlan.build(model.config, config, train_tokens, test_tokens, world_size=dist.world_size, rank=dist.rank,
+                         allowed=allowed, checkpoint=resume_from)
+    trainer = Trainer(plan, model, train_tokens, test_tokens, device=device, dist=dist, progress=progress,
+                      checkpoint_path=checkpoint_path, on_eval=watch)
     end = config.steps if stop_after is None else min(config.steps, trainer.step + stop_after)
     return trainer.run_to(end)
 
 
 class _LossBuffer:
-    """Losses kept on the device and read back in bulk (each read waits for a GPU), with the time spent."""
+    """Losses kept on the device and read back in bulk (each read waits for a GPU), with the learning rate each
+    step used and the time spent."""
 
-    def __init__(self, history: History, start: int, n: int, tokens_per_step: int, device: torch.device,
-                 lr_at: Callable[[int], float]):
-        self.history, self.start, self.tokens_per_step, self.lr_at = history, start, tokens_per_step, lr_at
+    def __init__(self, history: History, start: int, n: int, tokens_per_step: int, device: torch.device):
+        self.history, self.start, self.tokens_per_step = history, start, tokens_per_step
         self.values = torch.zeros(n, device=device)
+        self.lrs: list[float] = []
         self.read_every = 1 if device.type == "cpu" else 10
         self.done, self.seconds, self.filled = 0, 0.0, 0
 
-    def put(self, i: int, loss: torch.Tensor, bar, *, last: bool) -> None:
+    def put(self, i: int, loss: torch.Tensor, lr: float, bar, *, last: bool) -> None:
         self.values[i] = loss.float()
+        self.lrs.append(lr)
         self.filled = i + 1
         if (i + 1) % self.read_every == 0 or last:
-            _check_finite(self.values[: i + 1], self.start, self.lr_at(self.start + i))
+            _check_finite(self.values[: i + 1], self.start, lr)
             bar.set_postfix(loss=f"{self.values[i].item():.3f}")
 
     def flush(self, upto: int) -> None:
         """Move losses [done, upto) into the history, with their learning rates, tokens and seconds."""
         self.history.train_loss.extend(self.values[self.done : upto].tolist())
-        self.history.lr.extend(self.lr_at(self.start + i) for i in range(self.done, upto))
+        self.history.lr.extend(self.lrs[self.done : upto])
         self.history.tokens_seen += (upto - self.done) * self.tokens_per_step
         self.history.train_seconds += self.seconds
         self.done, self.seconds = upto, 0.0
-
-
-def per_process_batch(config: TrainConfig, world_size: int) -> int:
-    """Rows of each global batch that one of ``world_size`` processes trains on (it splits them further
-    into ``config.grad_accum`` micro-batches); a batch that does not split evenly is an error."""
-    n = world_size * config.grad_accum
-    if config.batch_size % n:
-        fit = max(n, round(config.batch_size / n) * n)
-        raise ValueError(f"the global batch_size={config.batch_size} does not split over {world_size} process(es) "
-                         f"x grad_accum={config.grad_accum} = {n} equal micro-batches; use a batch size that is a "
-                         f"multiple of {n} (e.g. {fit}), or change grad_accum or the number of processes")
-    return config.batch_size // world_size
 
 
 def _check_finite(losses: torch.Tensor, start: int, lr: float) -> None:

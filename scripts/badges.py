@@ -56,6 +56,16 @@ def load_notebooks(path: Path = NOTEBOOKS_JSON) -> list[dict[str, str]]:
 NOTEBOOKS = load_notebooks()
 
 
+# A repository Colab can open notebooks from: https://github.com/OWNER/NAME (GitHub's rules for the two names).
+GITHUB_REPOSITORY_RE = re.compile(r"https://github\.com/[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?/(?!\.\.?$)[A-Za-z0-9_.-]+")
+
+
+def github_repository(address: str) -> str | None:
+    """``address`` without a trailing slash or ``.git`` if it is https://github.com/OWNER/NAME, else None."""
+    url = address.strip().rstrip("/").removesuffix(".git")
+    return url if GITHUB_REPOSITORY_RE.fullmatch(url) else None
+
+
 def repository_url(pyproject: Path = ROOT / "pyproject.toml") -> str:
     """``[project.urls] Repository`` from pyproject.toml, without a trailing slash or ``.git``."""
     text = pyproject.read_text(encoding="utf-8")
@@ -63,11 +73,9 @@ def repository_url(pyproject: Path = ROOT / "pyproject.toml") -> str:
         url = tomllib.loads(text)["project"]["urls"]["Repository"]
     else:  # a plain 'Repository = "..."' line is all we need
         url = re.search(r'^Repository\s*=\s*"([^"]+)"', text, re.MULTILINE).group(1)
-    url = url.rstrip("/").removesuffix(".git")
-    parts = urlparse(url)
-    if parts.netloc != "github.com" or len(parts.path.strip("/").split("/")) != 2:
+    if github_repository(url) is None:
         raise SystemExit(f"pyproject.toml: Repository must be https://github.com/<owner>/<repo> for Colab, got {url!r}")
-    return url
+    return github_repository(url)
 
 
 def colab_ref(pyproject: Path = ROOT / "pyproject.toml") -> str:

@@ -7,12 +7,17 @@ change to both reaches Colab as soon as it is pushed. A release pins both to a t
 
     python scripts/release.py 0.2.0   # one commit "Release v0.2.0"; prints the git tag and push commands
     python scripts/release.py --main  # after tagging: one commit that points the notebooks back at main
+    python scripts/release.py --repo https://github.com/THEM/gpt-lesson  # a fork: one commit naming its address
 
 ``VERSION`` sets colab-ref to ``vVERSION`` and ``[project] version`` and ``gpt_lesson.__version__`` to VERSION,
 then runs scripts/badges.py and scripts/setup_cell.py --write (only the install line changes, so the stored outputs
 are kept and no kernel starts) and commits exactly the files they changed: pyproject.toml, gpt_lesson/__init__.py,
 README.md and the notebooks. It refuses a malformed version, a tag that exists, out-of-date notebooks and a working
 tree with uncommitted changes. It neither tags nor pushes.
+
+``--repo URL`` (a teacher's fork) sets ``[project.urls] Repository`` to URL, which must be
+https://github.com/OWNER/NAME, and rewrites the same files the same way: every badge then opens the fork's notebooks
+and every setup cell installs the fork's package, at the same ref as before.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ BRANCH = "main"  # the ref the notebooks point at between releases
 VERSION_RE = re.compile(r"\d+\.\d+\.\d+((a|b|rc)\d+)?")  # 0.2.0, 1.0.0rc1
 
 COLAB_REF_LINE = re.compile(r'^(colab-ref\s*=\s*)"[^"]*"', re.MULTILINE)
+REPOSITORY_LINE = re.compile(r'^(Repository\s*=\s*)"[^"]*"', re.MULTILINE)  # [project.urls] Repository
 VERSION_LINE = re.compile(r'^(version\s*=\s*)"[^"]*"', re.MULTILINE)  # the first: [project] version
 INIT_VERSION_LINE = re.compile(r'^(__version__\s*=\s*)"[^"]*"', re.MULTILINE)
 
@@ -99,7 +105,7 @@ def _call(name: str, *args: str) -> tuple[int, str]:
     return code, out.getvalue()
 
 
-def _commit(message: str, ref: str) -> list[str]:
+def _commit(message: str, target: str) -> list[str]:
     """Commit exactly the files the rewrite changed (all of them in the allowed set); return their paths."""
     status = git("status", "--porcelain", "--untracked-files=all").stdout.splitlines()
     changed = sorted(line[3:] for line in status)
@@ -108,15 +114,19 @@ def _commit(message: str, ref: str) -> list[str]:
     if stray:
         raise SystemExit(f"error: the rewrite changed files it should not have: {', '.join(stray)}")
     if not changed:
-        raise SystemExit(f"error: nothing to commit: the notebooks point at {ref} already")
+        raise SystemExit(f"error: nothing to commit: the notebooks point at {target} already")
     git("add", "--", *changed)
     git("commit", "-q", "-m", message, "--", *changed)
     return changed
 
 
-def point_at(ref: str, version: str | None, message: str) -> list[str]:
-    """Set colab-ref (and the version), rewrite badges and setup cells, commit; return the committed paths."""
-    _rewrite(PYPROJECT, COLAB_REF_LINE, ref)
+def point_at(ref: str | None, version: str | None, message: str, *, repo: str | None = None) -> list[str]:
+    """Set colab-ref, the version and the repository's address (those given), rewrite badges and setup cells, commit;
+    return the committed paths."""
+    if ref is not None:
+        _rewrite(PYPROJECT, COLAB_REF_LINE, ref)
+    if repo is not None:
+        _rewrite(PYPROJECT, REPOSITORY_LINE, repo)
     if version is not None:
         _rewrite(PYPROJECT, VERSION_LINE, version)
         _rewrite(INIT, INIT_VERSION_LINE, version)
@@ -125,7 +135,7 @@ def point_at(ref: str, version: str | None, message: str) -> list[str]:
         if code:
             last = (out.strip().splitlines() or ["no output"])[-1]
             raise SystemExit(f"error: scripts/{name}.py {' '.join(args)} failed: {last}")
-    return _commit(message, ref)
+    return _commit(message, repo or ref)
 
 
 def preflight() -> None:
@@ -147,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     what = ap.add_mutually_exclusive_group(required=True)
     what.add_argument("version", nargs="?", help="the version to release, e.g. 0.2.0 (the tag is v0.2.0)")
     what.add_argument("--main", action="store_true", help=f"point the notebooks back at {BRANCH} (after tagging)")
+    what.add_argument("--repo", metavar="URL", help="a fork: point pyproject.toml, every Colab badge and every setup "
+                                                     "cell at this repository, https://github.com/OWNER/NAME")
     args = ap.parse_args(argv)
     try:
         return _release(args)
@@ -156,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _release(args: argparse.Namespace) -> int:
+    if args.repo is not None:
+        return _fork(args.repo)
     if args.main:
         preflight()
         files = point_at(BRANCH, None, f"Notebooks point at {BRANCH} again")
@@ -179,6 +193,24 @@ def _release(args: argparse.Namespace) -> int:
     print(f"Then point the notebooks on {BRANCH} back at {BRANCH} and push:")
     print("  python scripts/release.py --main")
     print(f"  git push origin {_branch()}")
+    return 0
+
+
+def _fork(address: str) -> int:
+    """Point the package, the badges and the setup cells at the repository ``address``, in one commit."""
+    badges = _script("badges")
+    url = badges.github_repository(address)
+    if url is None:
+        raise SystemExit(f"error: --repo must be https://github.com/OWNER/NAME (Colab opens notebooks from GitHub), "
+                         f"got {address!r}")
+    preflight()
+    old = badges.repository_url(PYPROJECT)
+    if url == old:
+        raise SystemExit(f"error: nothing to commit: pyproject.toml names {url} already")
+    files = point_at(None, None, f"Point the notebooks and the package at {url}", repo=url)
+    sha = git("rev-parse", "--short", "HEAD").stdout.strip()
+    print(f"Committed {sha}: badges, setup cells and pyproject.toml name {url} (was {old}) in {len(files)} files.")
+    print(f"Push it, and the badges open your notebooks:\n  git push origin {_branch()}")
     return 0
 
 

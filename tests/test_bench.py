@@ -2,22 +2,32 @@
 
 No timing is asserted: speed goals are read from the benchmark's output, not tested."""
 
+import argparse
+import dataclasses
+import importlib.util
 import json
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
 
 from gpt_lesson import bench
+from gpt_lesson.config import TrainConfig, add_flags
 from gpt_lesson.model import GPTConfig, forward_flops
+
+_spec = importlib.util.spec_from_file_location("lint", Path(__file__).resolve().parents[1] / "scripts" / "lint.py")
+lint = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(lint)
 
 
 @pytest.fixture(scope="module")
 def result():
     cfg = GPTConfig(vocab_size=512, context_length=32, n_layer=1, n_head=2, n_embd=32)
     lines = []
-    opts = bench.BenchOptions(batch_size=2, seq_len=16, repeats=2, sweep=(1, 4), hf=True, gen_tokens=8,
-                              lesson_steps=3, matmul_n=64, chunk_variant=7, n_tokens=1000, profile=True,
+    opts = bench.BenchOptions(train=TrainConfig(batch_size=2, seq_len=16), repeats=2, sweep=(1, 4), hf=True,
+                              gen_tokens=8, lesson_steps=3, matmul_n=64, chunk_variant=7, n_tokens=1000, profile=True,
                               vocab_variant=7)  # 1000 tokens: one DataLoader epoch is shorter than the repeats
     res = bench.run(torch.device("cpu"), cfg, opts, log=lines.append)
     return res, lines
@@ -89,14 +99,34 @@ def test_cli_writes_json(tmp_path, capsys):
 
 def test_cli_takes_the_presets_loss_chunk():
     _, opts = bench.options_from_args(bench._parser().parse_args(["--preset", "model5"]))
-    assert opts.loss_chunk == 1024 and opts.batch_size == 16 and opts.sweep == ()
+    assert opts.train.loss_chunk == 1024 and opts.train.batch_size == 16 and opts.sweep == ()
     args = ["--preset", "model5", "--loss-chunk", "0", "--sweep", "4,8"]
     _, opts = bench.options_from_args(bench._parser().parse_args(args))
-    assert opts.loss_chunk == 0 and opts.sweep == (4, 8)
+    assert opts.train.loss_chunk == 0 and opts.sweep == (4, 8)
+    _, opts = bench.options_from_args(bench._parser().parse_args(["--preset", "experiment"]))
+    assert opts.train == bench.train_config("experiment", batch_size=16, seq_len=256)  # its loss_chunk, 16x256
 
 
-# Every flag of the parser that was written by hand before the flags were made from BenchOptions and
-# CommandOptions, with a value and the field value it meant then: (command line, field, value).
+def test_no_option_redeclares_a_training_setting():
+    """BenchOptions holds a TrainConfig instead of copies of its fields: one default per setting."""
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    for cls in (bench.BenchOptions, bench.CommandOptions):
+        assert not {f.name for f in dataclasses.fields(cls)} & train_fields, cls.__name__
+    assert set(bench.TRAIN_FLAGS) <= train_fields
+    with pytest.raises(TypeError, match="BenchOptions.train must be a TrainConfig"):
+        bench.BenchOptions(train={"batch_size": 2})
+
+
+def test_only_the_train_flags_of_train_config_are_flags():
+    listed = set(re.findall(r"--[a-z][a-z-]*", bench._parser().format_help()))
+    assert {"--batch-size", "--seq-len", "--loss-chunk", "--compile"} <= listed
+    assert not {"--steps", "--lr", "--seed", "--amp", "--grad-accum"} & listed  # not read by the bench
+    with pytest.raises(ValueError, match=r"include names \['batch_sise'\], which TrainConfig has no field for"):
+        add_flags(argparse.ArgumentParser(), TrainConfig, include=("batch_sise",))
+
+
+# Every flag of the parser that was written by hand before the flags were made from BenchOptions, CommandOptions
+# and TrainConfig, with a value and the field value it meant then: (command line, field, value).
 OLD_FLAGS = [
     (["--device", "cpu"], "device", "cpu"),
     (["--preset", "tiny"], "preset", "tiny"),
@@ -120,61 +150,75 @@ OLD_FLAGS = [
     (["--threads", "2"], "threads", 2),
     (["--json", "out/bench.json"], "json", "out/bench.json"),
 ]
-OLD_FLAG_NAMES = {"--device", "--preset", "--batch-size", "--seq-len", "--repeats", "--sweep", "--loss-chunk",
-                  "--vocab-multiple", "--compile", "--vocab-variant", "--chunk-variant", "--fused-adamw", "--no-hf",
-                  "--profile", "--gen-tokens", "--lesson-steps", "--threads", "--json"}
 
 
 def test_every_old_flag_is_accepted_with_its_old_meaning():
-    assert {argv[0] for argv, _, _ in OLD_FLAGS} == OLD_FLAG_NAMES
+    """A test and a lint: scripts/lint.py's bench_flags_kept (run by .ci/run before the tests) checks, without
+    running a benchmark, that ``--help`` still lists every old flag (its list is the one compared here); this test
+    checks what each one means."""
+    assert {argv[0] for argv, _, _ in OLD_FLAGS} == lint.OLD_BENCH_FLAGS
     for argv, name, value in OLD_FLAGS:
         assert getattr(bench._parser().parse_args(argv), name) == value, argv
 
 
 def test_no_flag_gives_what_the_old_command_line_gave():
     cfg, opts = bench.options_from_args(bench._parser().parse_args([]))
-    assert opts == bench.BenchOptions(batch_size=16, seq_len=256, loss_chunk=1024, repeats=3, sweep=(), hf=True,
-                                      compile=False, fused_adamw=None, gen_tokens=200, lesson_steps=0, matmul_n=4096,
-                                      profile=False, chunk_variant=1024, vocab_variant=64, n_tokens=200_000)
+    old = TrainConfig(batch_size=16, seq_len=256, loss_chunk=1024, compile=False)
+    assert opts == bench.BenchOptions(train=old, repeats=3, sweep=(), hf=True, fused_adamw=None, gen_tokens=200,
+                                      lesson_steps=0, matmul_n=4096, profile=False, chunk_variant=1024,
+                                      vocab_variant=64, n_tokens=200_000)
+    assert opts == bench.BenchOptions()  # what the command line measures is what run() measures by default
     assert cfg == bench.preset("model5")
+    cfg, opts = bench.options_from_args(bench._parser().parse_args(["--preset", "cpu"]))
+    assert (opts.train.batch_size, opts.train.seq_len) == (16, 256) and cfg.context_length == 256  # not its 8x128
 
 
 def test_flags_that_change_the_model_config():
     argv = ["--preset", "tiny", "--seq-len", "64", "--vocab-multiple", "64", "--loss-chunk", "5"]
     cfg, opts = bench.options_from_args(bench._parser().parse_args(argv))
     assert cfg == bench.preset("tiny", context_length=64, vocab_multiple=64)  # the context grows to --seq-len
-    assert opts.loss_chunk == 5 and opts.seq_len == 64
+    assert opts.train.loss_chunk == 5 and opts.train.seq_len == 64
+    cfg, opts = bench.options_from_args(bench._parser().parse_args(["--preset", "tiny", "--seq-len", "none"]))
+    assert cfg == bench.preset("tiny") and opts.train.seq_len is None  # none: the model's context
 
 
-def test_run_without_a_loss_chunk_takes_train_configs():
+def test_run_takes_the_train_configs_settings():
     cfg = GPTConfig(vocab_size=64, context_length=8, n_layer=1, n_head=1, n_embd=8)
-    b = bench.Bench.create(torch.device("cpu"), cfg, bench.BenchOptions(batch_size=1, seq_len=8, n_tokens=100),
+    b = bench.Bench.create(torch.device("cpu"), cfg, bench.BenchOptions(train=TrainConfig(batch_size=1), n_tokens=100),
                            log=lambda _: None)
-    assert b.opts.loss_chunk == 0 and b.res["loss_chunk"] == 0
+    assert b.loss_chunk == 0 and b.res["loss_chunk"] == 0  # TrainConfig's
+    assert b.seq_len == 8 and b.x.shape == (1, 8)  # seq_len none: the model's context
+    too_long = bench.BenchOptions(train=TrainConfig(batch_size=1, seq_len=9), n_tokens=100)
+    with pytest.raises(ValueError, match="seq_len=9 exceeds the model's context_length=8"):
+        bench.Bench.create(torch.device("cpu"), cfg, too_long, log=lambda _: None)
 
 
-@pytest.mark.parametrize("cls", [bench.BenchOptions, bench.CommandOptions])
-def test_one_source_every_flag_defaults_to_its_field(cls):
-    import dataclasses
+def flag_fields() -> list[tuple[type, dataclasses.Field]]:
+    """(class, field) of every flag: BenchOptions' and CommandOptions' fields with help, TrainConfig's TRAIN_FLAGS."""
+    own = [(cls, f) for cls in (bench.BenchOptions, bench.CommandOptions) for f in dataclasses.fields(cls)
+           if f.name != "train"]
+    return own + [(TrainConfig, f) for f in dataclasses.fields(TrainConfig) if f.name in bench.TRAIN_FLAGS]
 
+
+def test_one_source_every_flag_defaults_to_its_field():
     args = bench._parser().parse_args([])
-    for f in dataclasses.fields(cls):
+    for cls, f in flag_fields():
         assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help text, so no flag"
-        assert getattr(args, f.name) == f.default, f.name
+        if cls is TrainConfig:  # not given: not set, so the preset's TrainConfig keeps its value
+            assert not hasattr(args, f.name), f.name
+        else:
+            assert getattr(args, f.name) == f.default, f.name
 
 
 def test_help_lists_every_field_with_its_help(capsys, monkeypatch):
-    import dataclasses
-
     monkeypatch.setenv("COLUMNS", "1000")  # argparse wraps at the terminal's width
     with pytest.raises(SystemExit) as e:
         bench._parser().parse_args(["--help"])
     assert e.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    for cls in (bench.BenchOptions, bench.CommandOptions):
-        for f in dataclasses.fields(cls):
-            assert f"--{f.name.replace('_', '-')}" in text, f.name
-            assert " ".join(f.metadata["help"].split()) in text, f.name
+    for _, f in flag_fields():
+        assert f"--{f.name.replace('_', '-')}" in text, f.name
+        assert " ".join(f.metadata["help"].split()) in text, f.name
 
 
 @pytest.mark.parametrize("argv", [["--fused-adamw", "maybe"], ["--sweep", "a,b"], ["--batch-size", "x"],
@@ -184,3 +228,12 @@ def test_a_bad_value_is_an_argparse_error_naming_its_flag(argv, capsys):
         bench._parser().parse_args(argv)
     assert e.value.code == 2
     assert f"argument {argv[0]}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, field", [(["--batch-size", "0"], "batch_size"), (["--loss-chunk", "-1"], "loss_chunk")])
+def test_a_setting_that_train_config_refuses_is_a_usage_error_before_any_work(argv, field, capsys):
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--preset", "tiny", *argv])
+    assert e.value.code == 2
+    captured = capsys.readouterr()
+    assert f"TrainConfig.{field} must be" in captured.err and captured.out == ""

@@ -59,6 +59,23 @@ def test_a_resumed_format1_run_continues_as_an_unbroken_run_of_today():
     assert resumed.train_loss == pytest.approx(unbroken.train_loss, rel=1e-5)
 
 
+def test_a_format2_checkpoint_is_upgraded_keeps_its_checksum_and_resumes(tmp_path):
+    """Format 2 (before the run's plan was recorded): read with its checksum verified, ``plan`` None, and resumed
+    like an unbroken run of today's code."""
+    raw = torch.load(OLD / "format2.pt", weights_only=True)
+    assert raw["format"] == "gpt_lesson-checkpoint-2" and "plan" not in raw
+    ckpt = gl.read_checkpoint(OLD / "format2.pt")
+    assert ckpt["format"] == ck.CHECKPOINT_FORMAT and ckpt["plan"] is None
+    assert ckpt["model_sha256"] == raw["model_sha256"] == ck.weights_sha256(ckpt["model"])
+    assert ckpt["history"]["train_loss"] == RECORDED_TRAIN
+    resumed = gl.train(gl.Model5(CFG), TOKENS, TOKENS[:50], _run_config(steps=5), progress=False,
+                       resume_from=OLD / "format2.pt", checkpoint_path=tmp_path / "now.pt")
+    torch.manual_seed(0)
+    unbroken = gl.train(gl.Model5(CFG), TOKENS, TOKENS[:50], _run_config(steps=5), progress=False)
+    assert resumed.train_loss == pytest.approx(unbroken.train_loss, rel=1e-5)
+    assert gl.read_checkpoint(tmp_path / "now.pt")["plan"]["start_step"] == 3
+
+
 def test_an_unknown_format_is_refused(tmp_path):
     torch.save({"format": "gpt_lesson-checkpoint-99", "config": {}}, tmp_path / "future.pt")
     with pytest.raises(ValueError, match="not a gpt_lesson checkpoint"):

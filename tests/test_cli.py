@@ -203,13 +203,23 @@ def test_the_run_says_how_much_of_its_sample_was_copied(tmp_path, capsys):
 
 
 def test_every_flag_of_the_old_hand_written_parser_is_still_accepted():
-    """The flags made from the fields keep every flag the hand-written parser had (issue 19), with its meaning."""
+    """The flags made from the fields keep every flag the hand-written parser had (issue 19), with its meaning.
+
+    A test and a lint: scripts/lint.py's cli_flags_kept (run by .ci/run before the tests) checks that ``--help``
+    still lists each old flag, from the list compared here; this test checks what each one means."""
+    import importlib.util
+    from pathlib import Path
+
     from gpt_lesson.cli import build_parser
 
+    spec = importlib.util.spec_from_file_location("lint", Path(__file__).resolve().parents[1] / "scripts" / "lint.py")
+    lint = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lint)
     old = ["--preset", "tiny", "--device", "cpu", "--steps", "7", "--batch-size", "4", "--grad-accum", "2",
            "--seq-len", "16", "--lr", "0.002", "--weight-decay", "0.1", "--eval-every", "3", "--eval-batches", "2",
            "--grad-clip", "0.5", "--seed", "3", "--checkpoint-every", "5", "--book", "829", "--raw", "--offline",
            "--out", "x", "--overwrite", "--resume", "c.pt", "--sample-tokens", "9", "--compile", "--no-progress"]
+    assert {a for a in old if a.startswith("--")} == lint.OLD_CLI_FLAGS
     a = build_parser().parse_args(old)
     assert (a.preset, a.device, a.book, a.raw, a.offline, a.out, a.overwrite, a.resume, a.sample_tokens,
             a.progress) == ("tiny", "cpu", "829", True, True, "x", True, "c.pt", 9, False)

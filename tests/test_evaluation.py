@@ -23,7 +23,7 @@ def test_random_set_draws_the_batches_random_batch_draws():
     tokens = _tokens()
     s = gl.EvalSet.random(tokens, batch_size=4, seq_len=8, n_batches=3, seed=7)
     g = torch.Generator().manual_seed(7)
-    for starts in s.batches():
+    for starts in s.starts_per_batch():
         x, _ = gl.random_batch(tokens, 4, 8, generator=g)
         assert torch.equal(x, gl.gather_windows(tokens, starts, 8)[0])
     assert len(s) == 12 and s.n_tokens == 96
@@ -32,19 +32,19 @@ def test_random_set_draws_the_batches_random_batch_draws():
 def test_windows_set_is_every_non_overlapping_window():
     s = gl.EvalSet.windows(_tokens(100), 8, batch_size=5)
     assert torch.equal(s.starts, torch.arange(0, 92, 8))
-    assert [len(b) for b in s.batches()] == [5, 5, 2]
+    assert [len(b) for b in s.starts_per_batch()] == [5, 5, 2]
 
 
 @pytest.mark.parametrize("chunk", [0, 7])
 def test_window_losses_are_the_mean_token_losses_of_each_window(chunk):
     model, tokens = _model(), _tokens()
     s = gl.EvalSet.windows(tokens, 8, batch_size=4)
-    w = gl.window_losses(model, s, path=gl.LossPath(None, chunk))
+    w = gl.window_losses(model, s, loss_policy=gl.LossPolicy(None, chunk))
     x, y = gl.gather_windows(tokens, s.starts, 8)
     with torch.no_grad():
         ref = F.cross_entropy(model(x).flatten(0, 1), y.flatten(), reduction="none").view(len(x), 8).mean(1)
     torch.testing.assert_close(w, ref)
-    assert gl.mean_loss(model, s, path=gl.LossPath(None, chunk)) == pytest.approx(ref.mean().item(), rel=1e-6)
+    assert gl.mean_loss(model, s, loss_policy=gl.LossPolicy(None, chunk)) == pytest.approx(ref.mean().item(), rel=1e-6)
 
 
 def test_micro_batches_give_the_same_mean():
@@ -107,8 +107,8 @@ def test_per_token_chunked_loss_is_for_evaluation_only():
 
 
 def test_fp32_is_the_default_path():
-    assert FP32 == gl.LossPath(None, 0) == gl.LossPath.for_run(0, None)
-    assert gl.LossPath.for_run(512, torch.bfloat16).chunk == 0  # never chunked under autocast
+    assert FP32 == gl.LossPolicy(None, 0) == gl.LossPolicy.for_run(0, None)
+    assert gl.LossPolicy.for_run(512, torch.bfloat16).chunk == 0  # never chunked under autocast
 
 
 def test_targets_outside_the_vocabulary_are_named():

@@ -1,10 +1,10 @@
-"""gpt_lesson.experiments: the compact vocabulary, the corpus, runs in stretches, the registry, run_all, the CLI."""
+"""gpt_lesson.experiments: the compact vocabulary, the corpus, runs in stretches, the registry (and the docs' list of
+it), typed hand-offs between experiments, run_all, the CLI."""
 
 import dataclasses
 import json
 import re
-import subprocess
-import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +12,8 @@ import torch
 import gpt_lesson as gl
 from gpt_lesson import experiments as ex
 
-MICRO = ex.Setup(
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "experiments.md"
+MICRO = ex.RunSpec(
     model=gl.GPTConfig(context_length=16, n_layer=1, n_head=2, n_embd=16, gpt2_init=True),
     train=gl.TrainConfig(batch_size=4, seq_len=16),
     epochs=0.002, evals_per_epoch=1000, seeds=(0, 1), one_batch_draws=8,
@@ -51,13 +52,17 @@ def test_the_corpus_is_the_books_tokens_split_as_the_lesson(corpus, raw):
     assert len(corpus.vocab) < 11_000  # of GPT-2's 50,257
 
 
-def test_setup_sizes_runs_by_tokens():
-    s = ex.Setup(epochs=2.0, evals_per_epoch=4)
+def test_the_run_spec_sizes_runs_by_tokens():
+    s = ex.RunSpec(epochs=2.0, evals_per_epoch=4)
     assert s.batch_tokens == 16 * 64
     assert s.steps_for(102_400) == 200
     assert s.eval_steps(102_400) == [25, 50, 75, 100, 125, 150, 175, 200]
     assert s.with_vocab(123).model.vocab_size == 123 and s.model.vocab_size == 50257
     assert ex.setup(quick=True).seeds == (0, 1) and len(ex.setup().seeds) >= 3
+    changed = s.with_train(lr=5e-4)
+    assert changed.train.lr == 5e-4 and changed.train.batch_size == s.train.batch_size and s.train.lr == 1e-3
+    with pytest.raises(TypeError, match="unknown training setting"):
+        s.with_train(learning_rate=5e-4)
 
 
 def test_a_run_in_stretches_is_one_unbroken_run(corpus):
@@ -72,6 +77,7 @@ def test_a_run_in_stretches_is_one_unbroken_run(corpus):
     for a, b in zip(model.state_dict().values(), run.model.state_dict().values()):
         assert torch.equal(a, b)
     assert run.steps == [2, 3, 6] and run.tokens == [128, 192, 384] and len(run.windows["t"]) == 3
+    assert (run.sampler, run.seed, run.config.steps) == ("epoch", 3, 6)  # what it trained with, from its config
     assert run.loss["t"][-1] == pytest.approx(gl.window_losses(model, test).mean().item(), abs=1e-6)
 
 
@@ -92,56 +98,125 @@ def _shortened(raw: str) -> str:
     return raw[:40_000] + "\r\n\r\n" + raw[part4 : part4 + 40_000] + "\r\n\r\n" + raw[end - 40_000 : end + 3_000]
 
 
-def test_run_all_reports_facts_and_writes_a_run_folder(raw, tmp_path):
+def test_run_all_measures_every_registered_experiment_and_writes_a_run_folder(raw, tmp_path):
     micro = dataclasses.replace(MICRO, epochs=0.01, evals_per_epoch=200)  # ~4 steps of the shortened book
-    results = ex.run_all(micro, raw_text=_shortened(raw), book=str(tmp_path / "missing.txt"), progress=None)
+    other = tmp_path / "other.txt"  # another "book" for other_book: a local file, no network
+    other.write_text(raw[:50_000] + "\r\n\r\n" + raw[gl.book.END_RE.search(raw).start() :], encoding="utf-8")
+    said = []
+    results = ex.run_all(micro, raw_text=_shortened(raw), book=str(other), progress=said.append)
+    assert list(results.experiments) == list(ex.EXPERIMENTS)  # every registered one, in the registry's order
+    for name, cls in ex.EXPERIMENTS.items():
+        assert type(results[cls]) is cls and results[cls] is results.experiments[name] and results[cls].report()
     facts = results.facts()
-    assert set(facts) == set(ex.EXPERIMENTS) == {"samplers", "one_batch", "splits", "licence", "shift", "practice"}
+    assert set(facts) == set(ex.EXPERIMENTS)
     assert all(line.endswith((": True", ": False")) for lines in facts.values() for line in lines)
-    assert results.other.startswith("book ")
-    runs = results["samplers"].runs
+    # other_book: Shift on the other book's own vocabulary, with the spec and the progress line but no corpus
+    assert isinstance(results.other_book, ex.Shift) and results.other_book.book == str(other)
+    assert results.other_book.report()[0].startswith(f"book {other}: first three quarters held out")
+    assert said[-1] == f"shift: first three quarters -> last quarter, seed {micro.seeds[-1]}"
+    runs = results[ex.Samplers].runs
     assert len(runs["epoch"]) == 2 and len(runs["random"][0].steps) >= 2
-    assert {r.steps[-1] for rs in runs.values() for r in rs} == {results["splits"].block_runs[0].steps[-1]}
-    assert 0 < results["licence"].licence_share < 0.5
-    one = results["one_batch"]  # the course's batch, 16 x 256 tokens, from stretches of consecutive test windows
+    assert {r.steps[-1] for rs in runs.values() for r in rs} == {results[ex.Splits].block_runs[0].steps[-1]}
+    assert 0 < results[ex.Licence].licence_share < 0.5
+    one = results[ex.OneBatch]  # the course's batch, 16 x 256 tokens, from stretches of consecutive test windows
     assert one.course_batch == (16, 256) and one.course_batch_tokens == 4096 and len(one.report()) == 2
     assert one.sqrt_rule == pytest.approx(one.one_batch_std / 8) and one.course_std < one.one_batch_std  # 4x16 tokens
-    practice = results["practice"]
+    practice = results[ex.Practice]
     assert set(practice.vs_course) == {"warmup + cosine", "clip at 1.0", "decay on matrices only", "all three"}
     assert len(practice.runs) == 4 * len(micro.seeds) and all(line.endswith(": True") for line in practice.facts())
-    assert practice.final["course"] == results["samplers"].final["random"]  # the course's runs are the samplers'
+    assert practice.final["course"] == results[ex.Samplers].final["random"]  # the course's runs are the samplers'
     assert practice.runs[0].lr[0] < max(practice.runs[0].lr)  # warmup + cosine: its lr was recorded step by step
     folder = results.write(tmp_path / "run")
     data = json.loads((folder / "results.json").read_text())
+    assert {*ex.EXPERIMENTS, "setup", "vocab", "tail_n", "part4", "other_book"} <= data.keys()
+    assert data["vocab"] == results.spec.model.vocab_size == len(results.corpus.vocab)
     assert data["samplers"]["final"].keys() == {"random", "epoch", "without_replacement"}
     assert data["splits"]["bias"].keys() == {"difference", "spread", "seeds", "beyond_noise"}
+    assert data["other_book"]["book"] == str(other)
     assert "tail bias" in (folder / "table.md").read_text()
     assert all((folder / f"{n}.png").stat().st_size > 1000 for n in ("samplers", "one_batch", "differences"))
-    est = ex.t4_estimate(results.all_runs(), results.seconds, ex.train_flops(results.all_runs(), results.setup))
+    est = ex.t4_estimate(results.all_runs(), results.seconds, ex.train_flops(results.all_runs(), results.spec))
     assert est["t4_s"] > 0 and est["steps"] == sum(r.steps[-1] for r in results.all_runs())
+    with pytest.raises(KeyError, match="no Experiment result here"):
+        results[ex.Experiment]
+
+
+def test_other_book_gives_one_line_for_a_book_it_cannot_use(tmp_path):
+    assert ex.other_book(str(tmp_path / "missing.txt"), MICRO).startswith(f"book {tmp_path / 'missing.txt'} skipped: ")
+    plain = tmp_path / "plain.txt"  # no Project Gutenberg markers: clean_text cannot find the book in it
+    plain.write_text("Just some text.\n" * 200, encoding="utf-8")
+    why = ex.other_book(str(plain), MICRO)  # a str, not an exception: run_all calls it after every other run
+    assert why.startswith(f"book {plain} skipped: ") and "marker" in why and "\n" not in why
+
+
+def test_the_samplers_course_runs_are_found_by_their_sampler():
+    """The runs the other experiments reuse are the random sampler's, picked by each run's own config."""
+    def run(sampler, seed, loss):
+        return ex.Run(f"x/{sampler}", gl.TrainConfig(sampler=sampler, seed=seed), [1], [64], {ex.TAIL_TEST: [loss]})
+
+    # keyed by hand under the wrong names: the runs' configs, not the keys, say which sampler trained them
+    runs = {"epoch": [run("random", 0, 3.0), run("random", 1, 3.5)], "random": [run("epoch", 0, 4.0)]}
+    samplers = ex.Samplers(runs, {}, 1000, 100)
+    assert [(r.sampler, r.seed) for r in samplers.course_runs] == [("random", 0), ("random", 1)]
+    assert samplers.course_final == [3.0, 3.5]
+
+
+def test_the_registry_is_in_run_order_and_each_experiment_says_its_question():
+    seen = []
+    for name, cls in ex.EXPERIMENTS.items():
+        assert cls.name == name and issubclass(cls, ex.Experiment) and dataclasses.is_dataclass(cls)
+        assert cls.question.strip() and "\n" not in cls.question
+        assert all(kind.name in seen for kind in cls.needs().values()), f"{name} needs one registered after it"
+        seen.append(name)
+    assert ex.OneBatch.needs() == {"samplers": ex.Samplers} and ex.Samplers.needs() == {}
+
+
+def test_the_docs_list_the_registered_experiments():
+    section = ex.registry_section(DOCS.read_text(encoding="utf-8"))
+    assert section == ex.registry_table(), (
+        f"docs/experiments.md's list of experiments is out of date; refresh it from the repository root with:\n"
+        f"{ex.REFRESH_DOCS}")
+    for cls in ex.EXPERIMENTS.values():
+        assert f"| `{cls.name}` | `{cls.__name__}` |" in section
+
+
+def test_write_registry_docs_rewrites_only_its_section(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text(f"# Title\n\nbefore\n{ex.REGISTRY_START}\nstale list\n{ex.REGISTRY_END}\nafter\n", encoding="utf-8")
+    assert ex.write_registry_docs(page) is True
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("# Title\n\nbefore\n") and text.endswith(f"{ex.REGISTRY_END}\nafter\n")
+    assert "stale list" not in text and ex.registry_section(text) == ex.registry_table()
+    assert ex.write_registry_docs(page) is False  # up to date: nothing to write
+    page.write_text("# no markers\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="registry:start"):
+        ex.write_registry_docs(page)
 
 
 def test_an_experiment_needs_what_it_reads():
     with pytest.raises(ValueError, match=r"one_batch needs the results of \['samplers'\]"):
         ex.measure("one_batch", None, {})
+    with pytest.raises(ValueError, match=r"practice needs the results of \['samplers'\]"):
+        ex.measure(ex.Practice, None, {"samplers": object()})  # found by type: the name alone is not enough
     with pytest.raises(ValueError, match="unknown experiment 'nope'; registered: samplers"):
         ex.measure("nope", None, {})
 
 
-def test_adding_an_experiment_is_one_registered_class():
-    """A new question: one class with @register; run_all, the report, the facts and the JSON pick it up."""
+def test_adding_an_experiment_is_one_registered_class(raw):
+    """A new question: one class with @register; what it reuses is a typed parameter of its measure; run_all, the
+    report, the facts, the JSON and the docs' list pick it up."""
     from dataclasses import dataclass
     from typing import ClassVar
 
     @dataclass
     class Budget(ex.Experiment):
         name: ClassVar[str] = "budget_test"
-        needs: ClassVar[tuple[str, ...]] = ("samplers",)
+        question: ClassVar[str] = "How many steps does a run take?"
         steps: int
 
         @classmethod
-        def measure(cls, ctx, done):
-            return cls(done["samplers"].runs["random"][0].steps[-1])
+        def measure(cls, workbench: ex.Workbench, samplers: ex.Samplers) -> "Budget":
+            return cls(samplers.course_runs[0].steps[-1])
 
         def report(self):
             return [f"steps per run: {self.steps}"]
@@ -151,29 +226,67 @@ def test_adding_an_experiment_is_one_registered_class():
 
     ex.register(Budget)
     try:
-        ctx = ex.context(_shortened(gl.load_book(offline=True, verbose=False).text),
-                         dataclasses.replace(MICRO, epochs=0.01, evals_per_epoch=200))
+        assert Budget.needs() == {"samplers": ex.Samplers}
+        assert "| `budget_test` | `Budget` | How many steps does a run take? | `samplers` |" in ex.registry_table()
+        workbench = ex.context(_shortened(raw), dataclasses.replace(MICRO, epochs=0.01, evals_per_epoch=200))
+        assert workbench.setup is workbench.spec  # notebook 08's name: corpus, S = ctx.corpus, ctx.setup
         done = {}
-        ex.measure("samplers", ctx, done)
-        budget = ex.measure("budget_test", ctx, done)
+        samplers = ex.measure("samplers", workbench, done)
+        budget = ex.measure(Budget, workbench, done)
+        assert list(done) == ["samplers", "budget_test"] and done["budget_test"] is budget
+        assert budget.steps == samplers.runs["random"][0].steps[-1]
         assert budget.facts() == ["runs take at least one step: True"] and budget.to_dict() == {"steps": budget.steps}
     finally:
         del ex.EXPERIMENTS["budget_test"]
 
 
+def test_register_refuses_an_experiment_it_cannot_run_or_list():
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    @dataclass
+    class Later(ex.Experiment):  # never registered
+        name: ClassVar[str] = "later_test"
+        question: ClassVar[str] = "Registered?"
+
+        @classmethod
+        def measure(cls, workbench):
+            return cls()
+
+    @dataclass
+    class NeedsLater(ex.Experiment):
+        name: ClassVar[str] = "needs_later_test"
+        question: ClassVar[str] = "Does it run after what it needs?"
+
+        @classmethod
+        def measure(cls, workbench, later: Later):
+            return cls()
+
+    @dataclass
+    class NoQuestion(Later):
+        name: ClassVar[str] = "no_question_test"
+        question: ClassVar[str] = "two\nlines"
+
+    @dataclass
+    class SameName(Later):
+        name: ClassVar[str] = "samplers"
+
+    with pytest.raises(ValueError, match=r"needs_later_test needs \['later_test'\]: register those first"):
+        ex.register(NeedsLater)
+    with pytest.raises(TypeError, match="question must be one line"):
+        ex.register(NoQuestion)
+    with pytest.raises(ValueError, match="named 'samplers' is registered already"):
+        ex.register(SameName)
+    assert not {"later_test", "needs_later_test", "no_question_test"} & set(ex.EXPERIMENTS)
+
+
 def test_t4_estimate_speeds_up_training_only():
-    runs = [ex.Run("r", "random", 0, steps=[100], tokens=[6400], loss={}, train_seconds=50.0)]
+    runs = [ex.Run("r", gl.TrainConfig(), steps=[100], tokens=[6400], loss={}, train_seconds=50.0)]
     flop_bound = ex.t4_estimate(runs, 80.0, 1e12, step_overhead_s=0.01, t4_flops=1e12, efficiency=0.5)  # 2 s > 1 s
     assert flop_bound["t4_s"] == pytest.approx(2.0 + 30.0)  # the 30 s outside training stay as measured
     assert flop_bound["cpu_flops_per_s"] == pytest.approx(1e12 / 50.0)
     overhead_bound = ex.t4_estimate(runs, 80.0, 1e12, step_overhead_s=0.05, t4_flops=1e12, efficiency=0.5)  # 5 s > 2 s
     assert overhead_bound["t4_train_s"] == pytest.approx(5.0) and overhead_bound["other_s"] == pytest.approx(30.0)
-
-
-def test_importing_the_package_does_not_import_matplotlib():
-    code = "import sys, gpt_lesson, gpt_lesson.experiments; print('matplotlib' in sys.modules)"
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert run.stdout.strip() == "False"
 
 
 def test_the_command_line_writes_a_run_folder(raw, tmp_path, monkeypatch, capsys):
@@ -189,3 +302,24 @@ def test_the_command_line_writes_a_run_folder(raw, tmp_path, monkeypatch, capsys
     with pytest.raises(SystemExit):
         cli.main(["--quick"])  # no --out
     assert "--out FOLDER is required" in capsys.readouterr().err
+
+
+def test_the_commands_training_flags_are_trainconfigs(capsys):
+    """The command's Options redeclare no TrainConfig field; the training flags it has come from TrainConfig and
+    change every run's settings; those each run sets itself or an experiment varies have no flag."""
+    import gpt_lesson.experiments.__main__ as cli
+
+    train_fields = {f.name for f in dataclasses.fields(gl.TrainConfig)}
+    assert not {f.name for f in dataclasses.fields(cli.Options)} & train_fields
+    opts, spec = cli.parse(["--out", "o", "--quick", "--lr", "2e-3", "--no-fused", "--weight-decay", "0"])
+    assert (opts.out, opts.quick) == ("o", True) and spec.seeds == ex.setup(quick=True).seeds
+    assert (spec.train.lr, spec.train.fused, spec.train.weight_decay) == (2e-3, False, 0.0)
+    assert spec.train.batch_size == ex.setup().train.batch_size  # a flag not given keeps the preset's value
+    assert cli.parse(["--out", "o"])[1] == ex.setup()
+    for flag in ("--steps", "--seed", "--sampler", "--grad-clip", "--warmup-steps", "--seq-len"):
+        with pytest.raises(SystemExit):
+            cli.parse(["--out", "o", flag, "1"])
+        assert "unrecognized arguments" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.parse(["--out", "o", "--lr", "-1"])
+    assert "TrainConfig.lr must be a number >= 0" in capsys.readouterr().err

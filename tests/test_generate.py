@@ -1,9 +1,10 @@
-"""Generation: the KV cache gives the recomputed tokens, sampling options, prompt handling."""
+"""Generation: the KV cache gives the recomputed tokens past the context, the window policy, sampling options,
+prompt handling, timing."""
 
 import pytest
 import torch
 
-from gpt_lesson import LESSON_PROMPT, GPTConfig, Model5, generate, generate_tokens, preset
+from gpt_lesson import LESSON_PROMPT, GPTConfig, Model5, generate, generate_tokens, preset, time_generation, window_keep
 
 SMALL = GPTConfig(vocab_size=97, context_length=16, n_layer=2, n_head=2, n_embd=32)
 
@@ -26,33 +27,81 @@ def prompt(n: int, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, 97, (2, n), generator=torch.Generator().manual_seed(seed))
 
 
-def record_lengths(model):
-    """A forward hook that records the length of every input the model sees."""
-    lengths = []
-    handle = model.register_forward_hook(lambda m, args, out: lengths.append(args[0].shape[1]))
-    return lengths, handle
+def record_inputs(model):
+    """A forward hook that records every input the model sees."""
+    inputs = []
+    handle = model.register_forward_hook(lambda m, args, out: inputs.append(args[0].clone()))
+    return inputs, handle
 
 
-@pytest.mark.parametrize(
-    "opts", [dict(temperature=1.0, top_k=10), dict(temperature=0.7), dict(greedy=True)], ids=["top_k", "temp", "greedy"]
-)
-def test_kv_cache_gives_the_recomputed_tokens_past_the_context(model64, opts):
-    idx = prompt(5)
-    n_new = 30  # 5 + 30 > context_length 16: the window slides
-    lengths, handle = record_lengths(model64)
+def run(model, idx, n_new, opts, use_cache, **kw):
+    """generate_tokens with a fresh seeded generator, and the inputs the model saw."""
+    inputs, handle = record_inputs(model)
     try:
-        cached = generate_tokens(model64, idx, n_new, generator=torch.Generator().manual_seed(1), use_cache=True,
-                                 **opts)
+        out = generate_tokens(model, idx, n_new, generator=torch.Generator().manual_seed(1), use_cache=use_cache,
+                              **opts, **kw)
     finally:
         handle.remove()
-    full = generate_tokens(model64, idx, n_new, generator=torch.Generator().manual_seed(1), use_cache=False, **opts)
+    return out, inputs
+
+
+OPTS = [dict(temperature=1.0, top_k=10), dict(temperature=0.7), dict(greedy=True)]
+
+
+@pytest.mark.parametrize("opts", OPTS, ids=["top_k", "temp", "greedy"])
+def test_kv_cache_gives_the_recomputed_tokens_far_past_the_context(model64, opts):
+    idx = prompt(5)
+    n_new = 60  # 5 + 60 tokens with a context of 16: the window restarts six times
+    cached, _ = run(model64, idx, n_new, opts, use_cache=True)
+    full, _ = run(model64, idx, n_new, opts, use_cache=False)
     assert cached.shape == (2, 5 + n_new)
     assert torch.equal(cached[:, :5], idx)
     assert torch.equal(cached, full)
-    # The cache was really used: after the prompt, one token per step until the context is full.
-    assert lengths[0] == 5
-    assert lengths[1 : 16 - 5] == [1] * (16 - 5 - 1)
-    assert max(lengths) <= 16
+
+
+@pytest.mark.parametrize("use_cache", [True, False], ids=["cache", "no_cache"])
+def test_a_full_window_restarts_from_its_last_half(model64, use_cache):
+    idx = prompt(5)
+    out, inputs = run(model64, idx, 30, dict(greedy=True), use_cache=use_cache)
+    lengths = [x.shape[1] for x in inputs]
+    # Context 16, keep 8: the prompt (5), then the window grows to 16; the 17th token restarts it from the last 8
+    # (tokens 9..16), which grow to 16 again, and so on: a refill every 16 - 8 + 1 = 9 new tokens.
+    if use_cache:
+        assert lengths == [5] + [1] * 11 + [8] + [1] * 8 + [8] + [1] * 8
+    else:
+        assert lengths == list(range(5, 17)) + list(range(8, 17)) * 2
+    refill = inputs[12]  # the step after the window held 16 tokens
+    assert torch.equal(refill, out[:, 17 - 8 : 17])
+
+
+def test_keep_the_whole_context_slides_by_one(model64):
+    idx = prompt(5, seed=8)
+    expected = idx
+    with torch.no_grad():
+        for _ in range(25):
+            nxt = model64(expected[:, -16:])[:, -1].argmax(-1, keepdim=True)
+            expected = torch.cat([expected, nxt], dim=1)
+    for use_cache in (True, False):
+        assert torch.equal(generate_tokens(model64, idx, 25, greedy=True, use_cache=use_cache, keep=16), expected)
+    # The default policy sees less context past the window, so it is another generation.
+    assert window_keep(16) == 8
+    with pytest.raises(ValueError, match="keep"):
+        generate_tokens(model64, idx, 3, keep=0)
+    with pytest.raises(ValueError, match="keep"):
+        generate_tokens(model64, idx, 3, keep=17)
+
+
+def test_time_generation_times_both_paths(model64):
+    times = time_generation(model64, prompt(4)[0], [3, 20], repeats=2, warmup=0)
+    assert [t.new_tokens for t in times] == [3, 20]
+    for t in times:
+        assert len(t.cache.times) == len(t.no_cache.times) == 2
+        assert t.speedup == pytest.approx(t.no_cache.median / t.cache.median)
+        assert t.verdict().measured and "no-cache / cache time" in str(t.verdict())
+    with pytest.raises(ValueError, match="lengths"):
+        time_generation(model64, prompt(4)[0], [])
+    with pytest.raises(ValueError, match="lengths"):
+        time_generation(model64, prompt(4)[0], [0])
 
 
 def test_top_k_1_is_greedy(model64):

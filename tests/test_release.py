@@ -5,7 +5,9 @@
 - the checker reports a ref that does not exist (``v9.9.9``) and a badge that opens another ref than the cell;
 - release.py, run on a temporary clone: one commit that moves every badge, setup cell and the version to the tag,
   the tag command printed; ``--main`` moves them back; a dirty tree, a malformed version or an existing tag is
-  refused with a one-line error and nothing committed.
+  refused with a one-line error and nothing committed;
+- release.py --repo (a teacher's fork), on a temporary clone: one commit that moves pyproject.toml's address, every
+  badge and every setup cell to the fork, after which nothing names the old address; a bad address is refused.
 """
 
 from __future__ import annotations
@@ -164,3 +166,57 @@ def test_release_refuses_a_dirty_tree(clone):
                                    "commit or stash them first")
     assert _git(clone, "rev-parse", "HEAD") == head and _refs(clone) == {("main", "main")}
     assert _git(clone, "status", "--porcelain").split() == ["M", "README.md"], "only the user's own edit"
+
+
+FORK = "https://github.com/a-teacher/gpt-lesson-2025"
+
+
+def _fork_texts(clone: Path) -> dict[str, str]:
+    """Every file --repo rewrites, by its path in the clone."""
+    paths = ["pyproject.toml", "README.md", *[f"notebooks/{p.name}" for p in PATHS]]
+    return {rel: (clone / rel).read_text(encoding="utf-8") for rel in paths}
+
+
+def test_repo_points_pyproject_every_badge_and_setup_cell_at_a_fork_in_one_commit(clone):
+    assert FORK != URL
+    before, outputs = _git(clone, "rev-parse", "HEAD").strip(), _setup_outputs(clone)
+    done = _release(clone, "--repo", FORK + ".git")  # as GitHub's clone button gives it
+    assert done.returncode == 0, done.stderr
+    assert f"name {FORK} (was {URL})" in done.stdout and "git push origin" in done.stdout
+    assert _git(clone, "rev-list", "--count", f"{before}..HEAD").strip() == "1", "one commit"
+    files = set(_git(clone, "show", "--name-only", "--format=", "HEAD").split())
+    assert files == {"pyproject.toml", "README.md", *[f"notebooks/{p.name}" for p in PATHS]}
+    assert _git(clone, "status", "--porcelain") == "", "nothing left uncommitted"
+
+    assert badges.repository_url(clone / "pyproject.toml") == FORK
+    ref = setup_cell.colab_ref(clone / "pyproject.toml")
+    assert _refs(clone) == {(ref, ref)}, "the ref stays"
+    for path in sorted((clone / "notebooks").glob("0*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        assert badges.badge(path.name, FORK, ref) in nb.cells[0].source, path.name
+        (install,) = setup_cell.INSTALL_RE.finditer(setup_cell.setup_cell(nb).source)
+        assert (install["url"], install["ref"]) == (FORK, ref), path.name
+    assert _setup_outputs(clone) == outputs, "the setup cells keep their stored output"
+    readme = (clone / "README.md").read_text(encoding="utf-8")
+    assert readme.count(f"/github/{badges.owner_repo(FORK)}/blob/{ref}/notebooks/") == len(PATHS)
+    old = badges.owner_repo(URL)
+    assert [rel for rel, text in _fork_texts(clone).items() if old in text] == [], f"{old} is still named"
+    for name in ("badges", "setup_cell"):
+        assert _load(name, clone).main(["--check"]) == 0, f"scripts/{name}.py --check"
+    requirements = pytest.importorskip("packaging.requirements")
+    line = setup_cell.INSTALL_RE.search(setup_cell.render(FORK, ref))[0]
+    assert requirements.Requirement(line.split('"')[1]).url == f"git+{FORK}@{ref}", "pip reads the install line"
+
+    again = _release(clone, "--repo", FORK)
+    assert again.returncode == 1 and again.stderr.strip() == f"error: nothing to commit: pyproject.toml names {FORK} " \
+                                                               "already"
+
+
+@pytest.mark.parametrize("address", ["http://github.com/a/b", "https://github.com/a", "https://gitlab.com/a/b",
+                                     "git@github.com:a/b.git", "https://github.com/a/b/tree/main", "a/b", ""])
+def test_repo_refuses_an_address_colab_cannot_open(address):
+    """Refused before anything is read or written, so this runs on the module itself."""
+    with pytest.raises(SystemExit) as refused:
+        release.main(["--repo", address])
+    message = str(refused.value.code)
+    assert message.startswith("error: --repo must be https://github.com/OWNER/NAME") and repr(address) in message

@@ -1,11 +1,10 @@
 """Step 08: the lesson's open questions, answered by training runs instead of argument.
 
 - `corpus`: *Gulliver's Travels* in its own compact vocabulary (`Vocab`), its splits and test parts;
-- `runs`: how every run is sized (`Setup`), trained (`train_run`) and compared (`difference`, a seed spread);
-- `questions`: one class per question, in one registry (`EXPERIMENTS`): `Samplers` (random vs epoch vs without
-  replacement), `OneBatch` (the course's one-batch test loss), `Splits` (tail vs block split), `Licence` (the
-  licence in the course's test part), `Shift` (Parts I-III vs Part IV; `other_book` for any book), `Practice` (the
-  course's training settings vs warmup + cosine decay, clipping, and weight decay on matrices only).
+- `runs`: what every run is (`RunSpec`), how it is trained (`train_run`) and compared (`difference`, a seed spread);
+- `registry`: what the experiments measure on (`Workbench`), their base class (`Experiment`), the registry
+  (`EXPERIMENTS`, in run order; docs/experiments.md lists it) and `measure`;
+- `questions`: one class per question (`Shift` also answers for any book: `other_book`).
 
 `run_all` measures every registered experiment in order and returns `Results`; ``python -m gpt_lesson.experiments
 --out DIR`` writes ``results.json``, ``table.md`` and the plots (matplotlib is imported by the plots only).
@@ -20,87 +19,86 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from ..book import BookError, clean_text, load_book
 from ..model import forward_flops
 from ..tokens import encode
 from .corpus import BLOCK_TEST, COURSE_BOOK, COURSE_TEST, LICENCE, TAIL_TEST, Corpus, Vocab, gulliver
-from .questions import (EXPERIMENTS, Context, Experiment, Licence, OneBatch, Practice, Samplers, Shift, Splits,
-                        register)
-from .runs import Difference, Run, Setup, difference, setup, spread, train_run
+from .questions import Licence, OneBatch, Practice, Samplers, Shift, Splits
+from .registry import (EXPERIMENTS, REFRESH_DOCS, REGISTRY_END, REGISTRY_START, Experiment, Workbench, measure,
+                       register, registry_section, registry_table, result_of, write_registry_docs)
+from .runs import Difference, Run, RunSpec, difference, setup, spread, train_run
 
-__all__ = ["BLOCK_TEST", "COURSE_BOOK", "COURSE_TEST", "EXPERIMENTS", "LICENCE", "TAIL_TEST", "Context", "Corpus",
-           "Difference", "Experiment", "Licence", "OneBatch", "Practice", "Results", "Run", "Samplers", "Setup",
-           "Shift", "Splits", "Vocab", "context", "difference", "gulliver", "measure", "other_book",
-           "plot_differences", "register", "run_all", "setup", "spread", "t4_estimate", "train_flops", "train_run"]
+__all__ = ["BLOCK_TEST", "COURSE_BOOK", "COURSE_TEST", "EXPERIMENTS", "LICENCE", "REFRESH_DOCS", "REGISTRY_END",
+           "REGISTRY_START", "TAIL_TEST", "Corpus", "Difference", "Experiment", "Licence", "OneBatch", "Practice",
+           "Results", "Run", "RunSpec", "Samplers", "Shift", "Splits", "Vocab", "Workbench", "context", "difference",
+           "gulliver", "measure", "other_book", "plot_differences", "register", "registry_section", "registry_table",
+           "result_of", "run_all", "setup", "spread", "t4_estimate", "train_flops", "train_run", "write_registry_docs"]
 
-
-def context(raw_text: str, setup: Setup, progress: Callable[[str], None] | None = None) -> Context:
-    """The corpus of the raw Gutenberg file and the setup with the corpus's vocabulary."""
-    corpus = gulliver(raw_text, setup.train.seq_len)
-    return Context(corpus, setup.with_vocab(len(corpus.vocab)), progress)
+E = TypeVar("E", bound=Experiment)
 
 
-def measure(name: str, ctx: Context, done: dict[str, Experiment]) -> Experiment:
-    """Measure the registered experiment ``name``; ``done`` holds the results it needs (and gets this one)."""
-    if name not in EXPERIMENTS:
-        raise ValueError(f"unknown experiment {name!r}; registered: {', '.join(EXPERIMENTS)}")
-    cls = EXPERIMENTS[name]
-    missing = [n for n in cls.needs if n not in done]
-    if missing:
-        raise ValueError(f"{name} needs the results of {missing}: measure those first")
-    done[name] = cls.measure(ctx, done)
-    return done[name]
+def context(raw_text: str, spec: RunSpec, progress: Callable[[str], None] | None = None) -> Workbench:
+    """The workbench of the raw Gutenberg file: its corpus, and ``spec`` with the corpus's vocabulary."""
+    corpus = gulliver(raw_text, spec.train.seq_len)
+    return Workbench(corpus, spec.with_vocab(len(corpus.vocab)), progress)
 
 
-def other_book(book: int | str, setup: Setup, *, progress: Callable[[str], None] | None = None) -> Shift | str:
+def other_book(book: int | str, spec: RunSpec, *, progress: Callable[[str], None] | None = None) -> Shift | str:
     """`Shift` on any Gutenberg book: its first three quarters against its last quarter. Needs the network (or a
-    cached copy); the reason, as one line, when the book cannot be had."""
+    cached copy); the reason, as one line, when the book cannot be had or is not a Gutenberg text (`run_all` calls
+    it last: a bad book must not lose the other results)."""
     try:
-        text = load_book(book, verbose=False).text
+        text = clean_text(load_book(book, verbose=False).text)
     except (ConnectionError, BookError, OSError) as e:
         return f"book {book} skipped: {str(e).splitlines()[0]}"
-    gpt2 = encode(clean_text(text))
+    gpt2 = encode(text)
     vocab = Vocab.of(gpt2)
     tokens = vocab.encode(gpt2)
-    ctx = Context(None, setup.with_vocab(len(vocab)), progress)  # type: ignore[arg-type]
-    return Shift.on(ctx, tokens, int(0.75 * len(tokens)), epoch_tokens=int(0.9 * len(tokens)), after="last quarter",
-                    before="first three quarters", book=book)
+    return Shift.on(spec.with_vocab(len(vocab)), tokens, int(0.75 * len(tokens)), epoch_tokens=int(0.9 * len(tokens)),
+                    progress=progress, after="last quarter", before="first three quarters", book=book)
 
 
 @dataclass
 class Results:
-    """Every experiment's result, by name, with the setup they ran with and the time they took."""
+    """Every experiment's result, by name in run order, with the spec and the corpus they ran on and the time they
+    took; ``results[Samplers]`` is the `Samplers` result."""
 
-    setup: Setup
-    found: dict[str, Experiment]
+    spec: RunSpec  # with the corpus's vocabulary
+    corpus: Corpus = field(repr=False)
+    experiments: dict[str, Experiment]
     seconds: float = 0.0
-    other: Shift | str | None = None  # `other_book`'s result, or why it was skipped
-    info: dict = field(default_factory=dict)
+    other_book: Shift | str | None = None  # `other_book`'s result, or why it was skipped
 
-    def __getitem__(self, name: str) -> Experiment:
-        return self.found[name]
+    def __getitem__(self, kind: type[E]) -> E:
+        found = result_of(self.experiments, kind)
+        if found is None:
+            raise KeyError(f"no {getattr(kind, '__name__', kind)} result here; measured: {', '.join(self.experiments)}")
+        return found
 
     def all_runs(self) -> list[Run]:
-        runs = [r for e in self.found.values() for r in e.all_runs()]
-        return runs + (self.other.all_runs() if isinstance(self.other, Shift) else [])
+        runs = [r for e in self.experiments.values() for r in e.all_runs()]
+        return runs + (self.other_book.all_runs() if isinstance(self.other_book, Shift) else [])
 
     def report(self) -> dict[str, list[str]]:
         """Per experiment: the numbers (which change with the machine, the budget and the seeds)."""
-        lines = {name: e.report() for name, e in self.found.items()}
-        if self.other is not None:
-            lines["other_book"] = [self.other] if isinstance(self.other, str) else self.other.report()
+        lines = {name: e.report() for name, e in self.experiments.items()}
+        if self.other_book is not None:
+            other = self.other_book
+            lines["other_book"] = [other] if isinstance(other, str) else other.report()
         return lines
 
     def facts(self) -> dict[str, list[str]]:
         """Per experiment: lines that end in ': True' or ': False'."""
-        return {name: e.facts() for name, e in self.found.items()}
+        return {name: e.facts() for name, e in self.experiments.items()}
 
     def to_json(self) -> dict:
-        other = self.other if isinstance(self.other, str) or self.other is None else self.other.to_dict()
-        return {"setup": self.setup.to_dict(), **self.info, "seconds": self.seconds,
-                "train_flops": train_flops(self.all_runs(), self.setup), "other_book": other,
-                **{name: e.to_dict() for name, e in self.found.items()}}
+        other = self.other_book.to_dict() if isinstance(self.other_book, Shift) else self.other_book
+        c = self.corpus
+        return {"setup": self.spec.to_dict(), "vocab": len(c.vocab), "tail_n": c.tail_n, "part4": c.part4,
+                "seconds": self.seconds, "train_flops": train_flops(self.all_runs(), self.spec), "other_book": other,
+                **{name: e.to_dict() for name, e in self.experiments.items()}}
 
     def write(self, out: str | os.PathLike) -> Path:
         """``results.json``, ``table.md`` (the numbers and the facts) and a PNG per plot into the folder ``out``."""
@@ -113,12 +111,12 @@ class Results:
         out.mkdir(parents=True, exist_ok=True)
         (out / "results.json").write_text(json.dumps(self.to_json(), indent=1, allow_nan=False), encoding="utf-8")
         numbers, checks = self.report(), self.facts()
-        md = [f"# Experiments ({self.setup.epochs:g} epochs, seeds {list(self.setup.seeds)})", ""]
+        md = [f"# Experiments ({self.spec.epochs:g} epochs, seeds {list(self.spec.seeds)})", ""]
         for name in numbers:
             md += [f"## {name}", "", *[f"- {line}" for line in numbers[name] + checks.get(name, [])], ""]
         (out / "table.md").write_text("\n".join(md), encoding="utf-8")
-        figures = {name: e.plot() for name, e in self.found.items()}
-        figures["differences"] = plot_differences(self.found.values())
+        figures = {name: e.plot() for name, e in self.experiments.items()}
+        figures["differences"] = plot_differences(self.experiments.values())
         for name, fig in figures.items():
             if fig is not None:
                 fig.savefig(out / f"{name}.png", dpi=120)
@@ -126,23 +124,22 @@ class Results:
         return out
 
 
-def run_all(setup: Setup, *, raw_text: str | None = None, book: int | str | None = None,
+def run_all(spec: RunSpec, *, raw_text: str | None = None, book: int | str | None = None,
             progress: Callable[[str], None] | None = print) -> Results:
-    """Every registered experiment on *Gulliver's Travels* (``raw_text``: the raw file; default `load_book`), and
-    `other_book` when ``book`` is given."""
+    """Every registered experiment on *Gulliver's Travels* (``raw_text``: the raw file; default `load_book`), in the
+    registry's order, and `other_book` when ``book`` is given."""
     t0 = time.perf_counter()
-    ctx = context(raw_text if raw_text is not None else load_book(verbose=False).text, setup, progress)
+    workbench = context(raw_text if raw_text is not None else load_book(verbose=False).text, spec, progress)
     done: dict[str, Experiment] = {}
-    for name in EXPERIMENTS:
-        measure(name, ctx, done)
-    other = other_book(book, setup, progress=progress) if book is not None else None
-    info = {"vocab": len(ctx.corpus.vocab), "tail_n": ctx.corpus.tail_n, "part4": ctx.corpus.part4}
-    return Results(ctx.setup, done, time.perf_counter() - t0, other, info)
+    for cls in EXPERIMENTS.values():
+        measure(cls, workbench, done)
+    other = other_book(book, spec, progress=progress) if book is not None else None
+    return Results(workbench.spec, workbench.corpus, done, time.perf_counter() - t0, other)
 
 
-def train_flops(runs: list[Run], setup: Setup) -> float:
+def train_flops(runs: list[Run], spec: RunSpec) -> float:
     """Training FLOPs of the runs: 3 forward passes' worth per step (`gpt_lesson.forward_flops`)."""
-    per_step = 3 * forward_flops(setup.model, setup.train.batch_size, setup.train.seq_len)
+    per_step = 3 * forward_flops(spec.model, spec.train.batch_size, spec.train.seq_len)
     return float(sum(r.steps[-1] for r in runs) * per_step)
 
 
@@ -160,11 +157,12 @@ def t4_estimate(runs: list[Run], seconds: float, flops: float, *, step_overhead_
             "other_s": other, "t4_s": gpu_train + other}
 
 
-def plot_differences(found, ax=None):
-    """Each question's answer, a difference in nats, with an error bar of twice its seed spread."""
+def plot_differences(experiments, ax=None):
+    """Each question's answer (of the results ``experiments``), a difference in nats, with an error bar of twice its
+    seed spread."""
     from ..plots import new_axes
 
-    items = [item for e in found for item in e.differences()]
+    items = [item for e in experiments for item in e.differences()]
     fig, ax = new_axes(ax, (8, 3.5))
     ys = range(len(items))
     ax.errorbar([d.difference for _, d in items], ys, xerr=[2 * d.spread for _, d in items], fmt="o", capsize=4)

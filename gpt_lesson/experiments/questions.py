@@ -1,98 +1,31 @@
-"""The lesson's open questions, one class each, in one registry.
+"""The lesson's open questions, one class each, in one registry (`registry.EXPERIMENTS`, in run order).
 
-Each experiment is a dataclass whose instance is its typed result: ``measure(ctx, done)`` trains and evaluates
-(``done``: the results of the experiments listed in ``needs``, measured before it), ``report()`` gives the numbers
-(which change with the machine, the budget and the seeds), ``facts()`` lines that end in ': True' or ': False'
-(what notebook 08's checked cells print), ``plot()`` a figure or None, ``differences()`` the answers in nats for
-the summary plot. A new experiment is one more class here with ``@register``.
+Each experiment is a dataclass whose instance is its typed result: ``measure(workbench, ...)`` trains and evaluates
+(its parameters after the workbench, typed with another experiment's class, are the results it reuses),
+``report()`` gives the numbers (which change with the machine, the budget and the seeds), ``facts()`` lines that end
+in ': True' or ': False' (what notebook 08's checked cells print), ``plot()`` a figure or None, ``differences()`` the
+answers in nats for the summary plot. A new experiment is one more class here with ``@register``, a ``name`` and a
+one-line ``question`` (docs/experiments.md lists them from the registry).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 
 from ..batches import batch_starts, coverage
-from ..config import SAMPLERS
+from ..config import SAMPLERS, TrainConfig
 from ..evaluation import EvalSet, window_losses
-from .corpus import BLOCK_TEST, COURSE_BOOK, COURSE_TEST, TAIL_TEST, Corpus
-from .runs import Difference, Run, Setup, difference, mean, spread, train_run
+from .corpus import BLOCK_TEST, COURSE_BOOK, COURSE_TEST, TAIL_TEST
+from .registry import Experiment, Workbench, register
+from .runs import Difference, Run, RunSpec, difference, mean, spread, train_run
 
 LOSS_LABEL = "tail test loss (nats/token)"
-
-
-@dataclass
-class Context:
-    """What every experiment measures on: the corpus, the setup (with the corpus's vocabulary), a progress line."""
-
-    corpus: Corpus
-    setup: Setup
-    progress: Callable[[str], None] | None = None
-
-    def say(self, msg: str) -> None:
-        if self.progress is not None:
-            self.progress(msg)
-
-
-class Experiment:
-    """The base of every experiment: its result's report, facts, plot, runs and JSON form."""
-
-    name: ClassVar[str]
-    needs: ClassVar[tuple[str, ...]] = ()
-    json_properties: ClassVar[tuple[str, ...]] = ()  # computed values written into results.json too
-
-    @classmethod
-    def measure(cls, ctx: Context, done: dict[str, Experiment]) -> Experiment:
-        raise NotImplementedError
-
-    def report(self) -> list[str]:
-        raise NotImplementedError
-
-    def facts(self) -> list[str]:
-        return []
-
-    def plot(self, ax=None):
-        return None
-
-    def differences(self) -> list[tuple[str, Difference]]:
-        return []
-
-    def all_runs(self) -> list[Run]:
-        """The runs this experiment trained (not those it borrowed from another)."""
-        return []
-
-    def to_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
-        return _plain({**d, **{p: getattr(self, p) for p in self.json_properties}})
-
-
-EXPERIMENTS: dict[str, type[Experiment]] = {}
-
-
-def register(cls: type[Experiment]) -> type[Experiment]:
-    """Add an experiment to the registry; it runs after those registered before it (which it may need)."""
-    missing = [n for n in cls.needs if n not in EXPERIMENTS]
-    if missing:
-        raise ValueError(f"{cls.name} needs {missing}: register those first")
-    EXPERIMENTS[cls.name] = cls
-    return cls
-
-
-def _plain(v):
-    """JSON-ready: runs and differences as dicts, tensors and models left out, NaN as None."""
-    if isinstance(v, (Run, Difference)):
-        return v.to_dict()
-    if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items() if not isinstance(x, (torch.Tensor, torch.nn.Module))}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v if not isinstance(x, torch.nn.Module)]
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
+COURSE_SAMPLER = TrainConfig().sampler  # "random": TrainConfig's defaults are the course's settings
 
 
 def _seeds(values: list[float]) -> str:
@@ -105,6 +38,8 @@ class Samplers(Experiment):
     """Random (the lesson's) vs epoch vs without replacement on the tail split: test-loss curves per seed."""
 
     name: ClassVar[str] = "samplers"
+    question: ClassVar[str] = ("Does the sampler (the lesson's random starts, one shuffled epoch, random starts "
+                               "without replacement) change the test loss?")
     json_properties: ClassVar[tuple[str, ...]] = ("final", "vs_random")
     runs: dict[str, list[Run]]
     unseen: dict[str, list[float]]  # per sampler and seed: the share of training text no batch read
@@ -112,17 +47,18 @@ class Samplers(Experiment):
     test_tokens: int
 
     @classmethod
-    def measure(cls, ctx: Context, done: dict[str, Experiment]) -> Samplers:
-        c, s = ctx.corpus, ctx.setup
+    def measure(cls, workbench: Workbench) -> Samplers:
+        c, s = workbench.corpus, workbench.spec
         test, steps, T = c.tail_test, s.eval_steps(c.tail_n), s.train.seq_len
         runs: dict[str, list[Run]] = {}
         unseen: dict[str, list[float]] = {}
         for sampler in SAMPLERS:
             runs[sampler], unseen[sampler] = [], []
             for seed in s.seeds:
-                ctx.say(f"samplers: {sampler}, seed {seed}")
+                workbench.say(f"samplers: {sampler}, seed {seed}")
                 runs[sampler].append(train_run(c.tokens[: c.tail_n], [test], s, name=f"tail/{sampler}", seed=seed,
-                                               eval_steps=steps, sampler=sampler, keep_windows=sampler == "random"))
+                                               eval_steps=steps, sampler=sampler,
+                                               keep_windows=sampler == COURSE_SAMPLER))
                 table = batch_starts(c.tail_n, steps[-1], s.train.batch_size, T, seed=seed, sampler=sampler)
                 seen = coverage(table, T, c.tail_n)[: c.tail_n - T]
                 unseen[sampler].append((seen == 0).double().mean().item())
@@ -133,9 +69,20 @@ class Samplers(Experiment):
         return {s: [r.final(TAIL_TEST) for r in rs] for s, rs in self.runs.items()}
 
     @property
+    def course_runs(self) -> list[Run]:
+        """The runs with the course's sampler (random starts), one per seed: what the other experiments reuse."""
+        return [r for r in self.all_runs() if r.sampler == COURSE_SAMPLER]
+
+    @property
+    def course_final(self) -> list[float]:
+        """The course runs' final tail-test losses, per seed."""
+        return [r.final(TAIL_TEST) for r in self.course_runs]
+
+    @property
     def vs_random(self) -> dict[str, Difference]:
         # Paired by seed: the seed gives every sampler's run the same initial weights.
-        return {s: difference(v, self.final["random"], paired=True) for s, v in self.final.items() if s != "random"}
+        return {s: difference(v, self.course_final, paired=True) for s, v in self.final.items()
+                if s != COURSE_SAMPLER}
 
     def report(self) -> list[str]:
         lines = [f"{s:20s} final test loss {mean(v):.3f} (seeds: {_seeds(v)}), "
@@ -146,7 +93,7 @@ class Samplers(Experiment):
         fell = all(r.loss[TAIL_TEST][-1] < r.loss[TAIL_TEST][0] for rs in self.runs.values() for r in rs)
         return [f"every run's test loss fell from its first to its last evaluation: {fell}",
                 f"random sampling left more of the training text unseen than the epoch sampler: "
-                f"{mean(self.unseen['random']) > mean(self.unseen['epoch'])}"] + [
+                f"{mean(self.unseen[COURSE_SAMPLER]) > mean(self.unseen['epoch'])}"] + [
                 f"{s} vs random: final test losses within 0.1 nats of each other: {abs(d.difference) < 0.1}"
                 for s, d in self.vs_random.items()]
 
@@ -185,7 +132,8 @@ class OneBatch(Experiment):
     1/√n from the small batch predicts (``sqrt_rule``), which would hold for 4× as many independent windows."""
 
     name: ClassVar[str] = "one_batch"
-    needs: ClassVar[tuple[str, ...]] = ("samplers",)
+    question: ClassVar[str] = ("How far is the course's test loss, one random batch, from the whole test part's, "
+                               "next to the seed spread?")
     json_properties: ClassVar[tuple[str, ...]] = ("course_batch_tokens", "sqrt_rule")
     bands: list[list[dict[str, float]]]  # per seed, per evaluation: whole, std, lo, hi, min, max, course_*
     steps: list[int]
@@ -197,14 +145,15 @@ class OneBatch(Experiment):
     course_batch: tuple[int, int]  # ... its (stretches, tokens per stretch): 16 of 256 tokens
 
     @classmethod
-    def measure(cls, ctx: Context, done: dict[str, Experiment], *, seed: int = 0) -> OneBatch:
+    def measure(cls, workbench: Workbench, samplers: Samplers, *, seed: int = 0) -> OneBatch:
         from ..presets import train_config
 
         g = torch.Generator().manual_seed(seed)
         g_course = torch.Generator().manual_seed(seed + 1)  # its own draws: the small batches' stay as they were
-        runs, B, T = done["samplers"].runs["random"], ctx.setup.train.batch_size, ctx.setup.train.seq_len
+        s = workbench.spec
+        runs, B, T = samplers.course_runs, s.train.batch_size, s.train.seq_len
         course = train_config("model5")  # the course's batch: 16 windows of 256 tokens
-        draws = ctx.setup.one_batch_draws
+        draws = s.one_batch_draws
         bands = []
         for run in runs:
             rows = []
@@ -222,7 +171,7 @@ class OneBatch(Experiment):
         one_std = sum(r["std"] for rows in bands for r in rows) / n_rows
         course_std = sum(r["course_std"] for rows in bands for r in rows) / n_rows
         return cls(bands, runs[0].steps, runs[0].tokens, one_std, spread([rows[-1]["whole"] for rows in bands]),
-                   ctx.setup.batch_tokens, course_std, (course.batch_size, k * T))
+                   s.batch_tokens, course_std, (course.batch_size, k * T))
 
     @property
     def course_batch_tokens(self) -> int:
@@ -272,23 +221,23 @@ class Splits(Experiment):
     """Tail split vs block split: a model trained on each (same budget, same seeds), evaluated on both test sets."""
 
     name: ClassVar[str] = "splits"
-    needs: ClassVar[tuple[str, ...]] = ("samplers",)
+    question: ClassVar[str] = "Is the tail split's test loss biased against a block split's, beyond the seed spread?"
     json_properties: ClassVar[tuple[str, ...]] = ("bias",)
     table: dict[str, dict[str, list[float]]]  # train split -> test set -> per seed
     seen_in_training: dict[str, float]
     block_runs: list[Run]
 
     @classmethod
-    def measure(cls, ctx: Context, done: dict[str, Experiment]) -> Splits:
-        c, s = ctx.corpus, ctx.setup
+    def measure(cls, workbench: Workbench, samplers: Samplers) -> Splits:
+        c, s = workbench.corpus, workbench.spec
         allowed, block_test = c.block()
         tail_test, T = c.tail_test, s.train.seq_len
-        tail_models = [r.model for r in done["samplers"].runs["random"]]
+        tail_models = [r.model for r in samplers.course_runs]
         on_block = [window_losses(m.to(s.device), block_test).mean().item() for m in tail_models]
-        table = {"tail split": {TAIL_TEST: done["samplers"].final["random"], BLOCK_TEST: on_block}}
+        table = {"tail split": {TAIL_TEST: samplers.course_final, BLOCK_TEST: on_block}}
         runs = []
         for seed in s.seeds:
-            ctx.say(f"splits: block split, seed {seed}")
+            workbench.say(f"splits: block split, seed {seed}")
             runs.append(train_run(c.tokens, [tail_test, block_test], s, name="block/random", seed=seed,
                                   eval_steps=[s.steps_for(c.tail_n)], allowed=allowed))
         table["block split"] = {t: [r.final(t) for r in runs] for t in (TAIL_TEST, BLOCK_TEST)}
@@ -327,15 +276,15 @@ class Licence(Experiment):
     models (trained on the cleaned text), evaluated on that part with and without the licence."""
 
     name: ClassVar[str] = "licence"
-    needs: ClassVar[tuple[str, ...]] = ("samplers",)
+    question: ClassVar[str] = "How much does Project Gutenberg's licence in the course's test part move its test loss?"
     json_properties: ClassVar[tuple[str, ...]] = ("effect",)
     losses: dict[str, list[float]]  # test set -> per seed
     licence_share: float
     licence_tokens: int
 
     @classmethod
-    def measure(cls, ctx: Context, done: dict[str, Experiment]) -> Licence:
-        c, models = ctx.corpus, [r.model.to(ctx.setup.device) for r in done["samplers"].runs["random"]]
+    def measure(cls, workbench: Workbench, samplers: Samplers) -> Licence:
+        c, models = workbench.corpus, [r.model.to(workbench.spec.device) for r in samplers.course_runs]
         losses = {s.name: [window_losses(m, s).mean().item() for m in models] for s in c.course_sets()}
         share = len(c.course_licence) / (len(c.course_book) + len(c.course_licence))
         return cls(losses, share, len(c.course_licence))
@@ -365,6 +314,7 @@ class Shift(Experiment):
     I-III against Part IV; `other_book`: any book's first three quarters against its last quarter."""
 
     name: ClassVar[str] = "shift"
+    question: ClassVar[str] = "Is text of another subject (Part IV) harder than held-out text of the Parts trained on?"
     json_properties: ClassVar[tuple[str, ...]] = ("shift",)
     losses: dict[str, list[float]]  # test set -> per seed
     names: tuple[str, str]  # (held-out test set, later test set)
@@ -373,22 +323,27 @@ class Shift(Experiment):
     book: int | str | None = None
 
     @classmethod
-    def measure(cls, ctx: Context, done: dict[str, Experiment]) -> Shift:
-        return cls.on(ctx, ctx.corpus.tokens, ctx.corpus.part4, epoch_tokens=ctx.corpus.tail_n)
+    def measure(cls, workbench: Workbench) -> Shift:
+        c = workbench.corpus
+        return cls.on(workbench.spec, c.tokens, c.part4, epoch_tokens=c.tail_n, progress=workbench.progress)
 
     @classmethod
-    def on(cls, ctx: Context, tokens: torch.Tensor, boundary: int, *, epoch_tokens: int, after: str = "Part IV",
-           before: str = "Parts I-III", book: int | str | None = None) -> Shift:
+    def on(cls, spec: RunSpec, tokens: torch.Tensor, boundary: int, *, epoch_tokens: int,
+           progress: Callable[[str], None] | None = None, after: str = "Part IV", before: str = "Parts I-III",
+           book: int | str | None = None) -> Shift:
+        """One run of ``spec`` per seed on ``tokens`` (ids in ``spec.model``'s vocabulary) before ``boundary``, each
+        trained for ``spec.epochs`` passes over ``epoch_tokens`` tokens; ``progress`` gets a line per run."""
         from ..split import block_split
 
-        s, T = ctx.setup, ctx.setup.train.seq_len
+        s, T = spec, spec.train.seq_len
         split = block_split(tokens[:boundary], 0.1, block_len=2048, seq_len=T,
                             generator=torch.Generator().manual_seed(0))
         held = EvalSet.windows(tokens, T, allowed=split.starts("test", T), name=f"{before} held out")
         later = EvalSet.windows(tokens, T, allowed=torch.arange(boundary, len(tokens) - T), name=after)
         runs = []
         for seed in s.seeds:
-            ctx.say(f"shift: {before} -> {after}, seed {seed}")
+            if progress is not None:
+                progress(f"shift: {before} -> {after}, seed {seed}")
             runs.append(train_run(tokens, [held, later], s, name=f"{before}/random", seed=seed,
                                   eval_steps=[s.steps_for(epoch_tokens)], allowed=split.starts("train", T)))
         losses = {t.name: [r.final(t.name) for r in runs] for t in (held, later)}
@@ -425,7 +380,8 @@ class Practice(Experiment):
     budget, seeds and tail split as the samplers' random runs, which are the course's settings."""
 
     name: ClassVar[str] = "practice"
-    needs: ClassVar[tuple[str, ...]] = ("samplers",)
+    question: ClassVar[str] = ("Do warmup + cosine decay, gradient clipping and weight decay on matrices only beat the "
+                               "course's training settings?")
     json_properties: ClassVar[tuple[str, ...]] = ("vs_course",)
     settings: dict[str, dict]  # variant -> the TrainConfig fields it changes
     final: dict[str, list[float]]  # variant -> final tail-test loss per seed; "course" included
@@ -441,16 +397,16 @@ class Practice(Experiment):
         return {**one, "all three": {k: v for d in one.values() for k, v in d.items()}}
 
     @classmethod
-    def measure(cls, ctx: Context, done: dict[str, Experiment]) -> Practice:
-        c, s = ctx.corpus, ctx.setup
+    def measure(cls, workbench: Workbench, samplers: Samplers) -> Practice:
+        c, s = workbench.corpus, workbench.spec
         steps = s.steps_for(c.tail_n)
         settings = cls.variants(steps)
-        final = {"course": done["samplers"].final["random"]}
+        final = {"course": samplers.course_final}
         runs = []
         for variant, changes in settings.items():
             final[variant] = []
             for seed in s.seeds:
-                ctx.say(f"practice: {variant}, seed {seed}")
+                workbench.say(f"practice: {variant}, seed {seed}")
                 run = train_run(c.tokens[: c.tail_n], [c.tail_test], s, name=f"tail/{variant}", seed=seed,
                                 eval_steps=[steps], **changes)
                 runs.append(run)
@@ -467,12 +423,11 @@ class Practice(Experiment):
         return lines + [f"{v} - course: {d}" for v, d in self.vs_course.items()]
 
     def facts(self) -> list[str]:
-        sched = [r for r in self.runs if "warmup_steps" in self.settings[r.name.split("/")[-1]]]
-        floor = [r.lr[-1] / max(r.lr) for r in sched]
+        sched = [r for r in self.runs if r.config.warmup_steps > 0]  # the runs of the variants with a schedule
+        shaped = bool(sched) and all(r.lr[0] < max(r.lr) and abs(r.lr[-1] / max(r.lr) - 0.1) < 1e-9 for r in sched)
         return [f"every variant's run trained as long as the course's: "
                 f"{len({r.steps[-1] for r in self.runs}) == 1}",
-                f"the scheduled runs started below their peak learning rate and ended at a tenth of it: "
-                f"{all(r.lr[0] < max(r.lr) for r in sched) and all(abs(f - 0.1) < 1e-9 for f in floor)}"]
+                f"the scheduled runs started below their peak learning rate and ended at a tenth of it: {shaped}"]
 
     def differences(self) -> list[tuple[str, Difference]]:
         return [(f"{v} - course", d) for v, d in self.vs_course.items()]

@@ -1,6 +1,6 @@
 """How the experiments' runs are sized, trained and compared.
 
-Every run trains the small ``experiment`` preset for the same budget of tokens (`Setup.epochs` passes over the
+Every run trains the small ``experiment`` preset for the same budget of tokens (`RunSpec.epochs` passes over the
 lesson's training part), once per seed, and is evaluated at chosen steps on whole test parts (every
 non-overlapping window, `gpt_lesson.evaluation.EvalSet.windows`). A run is one `gpt_lesson.Trainer`, run to each
 evaluation step in turn: the losses of one unbroken run, with no checkpoint in between.
@@ -17,12 +17,14 @@ from ..config import TrainConfig
 from ..evaluation import EvalSet, window_losses
 from ..model import GPTConfig, Model5
 from ..presets import preset, train_config
+from ..plan import RunPlan
 from ..training import Trainer
 
 
 @dataclass(frozen=True)
-class Setup:
-    """How every run of the experiments is sized; the same for all of them, so that they compare."""
+class RunSpec:
+    """What every run of the experiments is: its model, training settings, budget of tokens, evaluations, seeds and
+    device; the same for all of them, so that they compare."""
 
     model: GPTConfig = field(default_factory=lambda: preset("experiment"))
     train: TrainConfig = field(default_factory=lambda: train_config("experiment"))
@@ -32,9 +34,13 @@ class Setup:
     one_batch_draws: int = 64  # random single batches per evaluation (the course's test loss)
     device: str = "cpu"
 
-    def with_vocab(self, vocab_size: int) -> Setup:
-        """The same setup for a corpus of ``vocab_size`` token ids (see `Vocab`)."""
+    def with_vocab(self, vocab_size: int) -> RunSpec:
+        """The same spec for a corpus of ``vocab_size`` token ids (see `Vocab`)."""
         return replace(self, model=replace(self.model, vocab_size=vocab_size))
+
+    def with_train(self, **settings) -> RunSpec:
+        """The same spec with some `TrainConfig` fields of every run changed (e.g. ``lr=5e-4``)."""
+        return replace(self, train=self.train.with_overrides(**settings))
 
     @property
     def batch_tokens(self) -> int:
@@ -54,20 +60,20 @@ class Setup:
         return {**d, "model": self.model.to_dict(), "train": self.train.to_dict(), "seeds": list(self.seeds)}
 
 
-def setup(quick: bool = False, device: str = "cpu") -> Setup:
-    """The full setup (3 seeds, 1 epoch), or the quick one the tests run (2 seeds, a tenth of an epoch)."""
+def setup(quick: bool = False, device: str = "cpu") -> RunSpec:
+    """The full spec (3 seeds, 1 epoch), or the quick one the tests run (2 seeds, a tenth of an epoch)."""
     if quick:
-        return Setup(epochs=0.1, evals_per_epoch=15, seeds=(0, 1), device=device)
-    return Setup(device=device)
+        return RunSpec(epochs=0.1, evals_per_epoch=15, seeds=(0, 1), device=device)
+    return RunSpec(device=device)
 
 
 @dataclass
 class Run:
-    """One training run: its test losses at each evaluation (``loss[test name][i]`` after ``steps[i]``)."""
+    """One training run: the settings it trained with and its test losses at each evaluation (``loss[test name][i]``
+    after ``steps[i]``)."""
 
     name: str
-    sampler: str
-    seed: int
+    config: TrainConfig = field(repr=False)  # its sampler, seed, schedule, ...: what tells the runs of a variant apart
     steps: list[int]
     tokens: list[int]
     loss: dict[str, list[float]]
@@ -76,6 +82,14 @@ class Run:
     windows: dict[str, list[torch.Tensor]] = field(default_factory=dict, repr=False)  # per-window losses
     model: Model5 | None = field(default=None, repr=False)
 
+    @property
+    def sampler(self) -> str:
+        return self.config.sampler
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
     def final(self, test: str) -> float:
         return self.loss[test][-1]
 
@@ -83,25 +97,25 @@ class Run:
         return {k: getattr(self, k) for k in ("name", "sampler", "seed", "steps", "tokens", "loss", "train_seconds")}
 
 
-
-def train_run(tokens: torch.Tensor, test_sets: list[EvalSet], setup: Setup, *, name: str, seed: int,
+def train_run(tokens: torch.Tensor, test_sets: list[EvalSet], spec: RunSpec, *, name: str, seed: int,
               eval_steps: list[int], sampler: str = "random", allowed: torch.Tensor | None = None,
               keep_windows: bool = False, **settings) -> Run:
-    """Train a fresh model of ``setup`` (init and batches seeded by ``seed``) to ``eval_steps[-1]`` steps,
+    """Train a fresh model of ``spec`` (init and batches seeded by ``seed``) to ``eval_steps[-1]`` steps,
     evaluating every test set after each step count in ``eval_steps``; ``settings`` change fields of its
     `TrainConfig` (e.g. ``grad_clip=1.0``)."""
     torch.manual_seed(seed)
-    model = Model5(setup.model).to(setup.device)
-    config = setup.train.with_overrides(steps=eval_steps[-1], seed=seed, sampler=sampler, eval_every=eval_steps[-1],
+    model = Model5(spec.model).to(spec.device)
+    config = spec.train.with_overrides(steps=eval_steps[-1], seed=seed, sampler=sampler, eval_every=eval_steps[-1],
                                         **settings)
-    trainer = Trainer(model, tokens, None, config, device=setup.device, progress=False, allowed=allowed)
-    run = Run(name, sampler, seed, [], [], {t.name: [] for t in test_sets})
+    plan = RunPlan.build(spec.model, config, tokens, allowed=allowed)
+    trainer = Trainer(plan, model, tokens, device=spec.device, progress=False)
+    run = Run(name, config, [], [], {t.name: [] for t in test_sets})
     for step in eval_steps:
         trainer.run_to(step)
         run.steps.append(step)
-        run.tokens.append(step * setup.batch_tokens)
+        run.tokens.append(step * spec.batch_tokens)
         for test in test_sets:
-            w = window_losses(model, test, path=trainer.step_fn.path)
+            w = window_losses(model, test, loss_policy=trainer.step_fn.loss_policy)
             run.loss[test.name].append(w.mean().item())
             if keep_windows:
                 run.windows.setdefault(test.name, []).append(w)
