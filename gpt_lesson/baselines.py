@@ -10,9 +10,9 @@
 The pair counts are never a dense V×V table (50,257² floats would be 10 GB): each pair is one int64 key a·V + b,
 counted with `torch.unique`, and looked up with `torch.searchsorted`. The whole book takes milliseconds.
 
-Tokens are a 1-D integer tensor, or a list of them (a block split's pieces: `BlockSplit.part`), so that no pair is
-counted across the seam between two pieces. The first token of each test piece has no context and is scored
-with the unigram, so both baselines average over the same tokens.
+Tokens are a 1-D integer tensor, or a list of them (a block split's pieces, ``[s.tokens[a:b] for a, b in
+s.part(name)]``), so that no pair is counted across the seam between two pieces. The first token of each test piece
+has no context and is scored with the unigram, so both baselines average over the same tokens.
 
 Choosing a smoothing on the test text would tune the baseline to the test; `choose_alpha` and `choose_beta` fit
 on the first part of the training text and pick the value with the lowest loss on its last ``held_out`` part.

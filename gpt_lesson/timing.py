@@ -1,8 +1,9 @@
 """Honest timing: warm up, synchronize the GPU before and after, repeat, report the median and spread.
 
 The course's timer called ``torch.cuda.synchronize()`` only before starting the clock; CUDA
-kernels run asynchronously, so it stopped the clock while the GPU was still busy and its GPU
-times came out too low. `time_it` synchronizes on both sides of every repeat.
+kernels run asynchronously, so a clock stopped that way can stop while the GPU is still busy and
+miss the work still queued (notebook 05's exercise 3 measures how much, on a GPU runtime).
+`time_it` synchronizes on both sides of every repeat.
 """
 
 from __future__ import annotations

@@ -17,6 +17,10 @@
 #   bench-eager    python -m gpt_lesson.bench --repeats 10 --lesson-steps 500 --sweep 8,32,64
 #   nbval          pytest --nbval (pyproject's addopts: the tests' quick mode) of the GPU notebooks 05-07 here
 #   nbval-cpu      the same for 01-04 (they do not touch the GPU), if time is left
+#   watch          what watching Model 5's run costs on this GPU (scripts/measure_watch.py --preset model5): the
+#                  extraction probe and the two samples against a training step. The figures themselves (the
+#                  sample's shape and the recitation at every evaluation of the lesson's 500 batches) are in the
+#                  full-mode notebook 06 (its Watch) and 07 (the probe of 06's checkpoint), step "notebooks"
 # After every step: scripts/gpu_summary.py writes summary.txt, and everything is packed again into
 # $OUT/gpu-check.tar.gz, so a later step that hangs or a kill of the whole command loses nothing finished.
 # $OUT holds only gpu-check.tar.gz, summary.txt and log.txt (the device tool brings back at most 8 files);
@@ -33,7 +37,7 @@ ROOT=$PWD
 PY="${PYTHON:-python3}"
 DRY="${GPU_CHECK_DRY:-0}"
 if [ "$DRY" = 1 ]; then BUDGET="${GPU_CHECK_BUDGET:-170}"; else BUDGET="${GPU_CHECK_BUDGET:-540}"; fi
-if [ "$DRY" = 1 ]; then ALL="env notebooks bench-compile nbval"; else ALL="env notebooks bench-compile bench-eager nbval nbval-cpu"; fi
+if [ "$DRY" = 1 ]; then ALL="env notebooks bench-compile nbval"; else ALL="env notebooks bench-compile bench-eager nbval nbval-cpu watch"; fi
 STEPS=" ${GPU_CHECK_STEPS:-$ALL} "
 SITE="${GPU_CHECK_SITE:-/tmp/site}"
 OUT="${OUT:-$ROOT/gpu-check-out}"
@@ -207,6 +211,12 @@ fi
 if want nbval-cpu; then
   step nbval-cpu 90 "$WORK/nbval-cpu.log" "$PY" -m pytest -v -rfE --junitxml "$WORK/nbval-cpu.xml" "${NBV_CPU[@]}"
   [ -f "$WORK/nbval-cpu.log" ] && tail -n 1 "$WORK/nbval-cpu.log" | sed '$a\' | tee -a "$LOG"
+fi
+
+if want watch; then
+  if [ "$DRY" = 1 ]; then WATCH=(--preset tiny --repeats 1); else WATCH=(--preset model5 --repeats 2); fi
+  step watch 60 "$WORK/watch-cost.txt" "$PY" scripts/measure_watch.py "${WATCH[@]}"
+  [ -f "$WORK/watch-cost.txt" ] && tail -n 3 "$WORK/watch-cost.txt" | tee -a "$LOG"
 fi
 
 trap - TERM INT HUP

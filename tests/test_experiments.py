@@ -81,14 +81,33 @@ def test_a_run_in_stretches_is_one_unbroken_run(corpus):
     assert run.loss["t"][-1] == pytest.approx(gl.window_losses(model, test).mean().item(), abs=1e-6)
 
 
-def test_difference_and_its_seed_spread():
-    d = ex.difference([1.0, 2.0, 3.0], [0.0, 1.5, 2.0], paired=True)
-    assert d.difference == pytest.approx(2.5 / 3)
-    assert d.spread == pytest.approx(torch.tensor([1.0, 0.5, 1.0]).std().item())
-    u = ex.difference([1.0, 2.0], [5.0, 5.0], paired=False)
-    assert u.difference == -3.5 and u.spread == pytest.approx(torch.tensor([1.0, 2.0]).std().item())
-    assert u.beyond_noise and not ex.difference([1.0, 2.0], [1.1, 2.2], paired=False).beyond_noise
-    assert "no finding" in str(ex.difference([1.0, 2.0], [1.1, 2.2], paired=False)) and "beyond" in str(u)
+def test_compare_is_the_verdict_helper_paired_by_seed():
+    """The experiments' one rule is gl.verdict's: paired by seed, beyond when |mean d| > 2 std(d) (ddof 1), the same
+    numbers as the seed spread the experiments printed before (torch's std of the per-seed differences)."""
+    d = ex.compare("a - b", [1.0, 2.0, 3.0], [0.0, 1.5, 2.0], above="a is higher", below="a is lower")
+    assert isinstance(d, gl.Verdict) and d.difference == pytest.approx(2.5 / 3) and d.n == 3
+    assert d.noise == pytest.approx(torch.tensor([1.0, 0.5, 1.0], dtype=torch.float64).std().item())
+    assert d.beyond and d.sign == 1  # |0.833| > 2 × 0.289
+    assert str(d) == "a - b: +0.833 ± 0.289 nats (3 seeds): beyond the noise: a is higher"
+    within = ex.compare("x - y", [1.0, 2.0, 3.0], [0.5, 2.2, 2.9], above="x is higher", below="x is lower")
+    assert not within.beyond and within.sign == 0 and str(within).endswith("within the noise: no finding")
+    assert ex.verdict_dict(d)["beyond"] is True and ex.verdict_dict(d)["sentence"] == str(d)
+    with pytest.raises(ValueError, match="stand-in"):
+        ex.compare("a - b", [1.0, float("nan")], [1.0, 2.0], above="up", below="down")
+
+
+def test_every_experiment_answers_with_verdicts_and_states_no_direction_as_a_fact(micro_results):
+    """Verdicts (report, differences) for what depends on the budget; facts only for what holds at any budget: no
+    checked line states a direction."""
+    results, _ = micro_results
+    for name, e in results.experiments.items():
+        for label, v in e.differences():
+            assert isinstance(v, gl.Verdict) and v.measured, (name, label)
+        sentences = [line for line in e.report() if re.search(r": (beyond|within) the noise: ", line)]
+        assert sentences or name == "one_batch", f"{name} prints no verdict"
+        for line in e.facts():
+            assert line.endswith((": True", ": False")) and not re.search(
+                r"\b(higher|lower|harder|easier|better|worse|raises|narrows|widens)\b", line), (name, line)
 
 
 def _shortened(raw: str) -> str:
@@ -98,12 +117,22 @@ def _shortened(raw: str) -> str:
     return raw[:40_000] + "\r\n\r\n" + raw[part4 : part4 + 40_000] + "\r\n\r\n" + raw[end - 40_000 : end + 3_000]
 
 
-def test_run_all_measures_every_registered_experiment_and_writes_a_run_folder(raw, tmp_path):
-    micro = dataclasses.replace(MICRO, epochs=0.01, evals_per_epoch=200)  # ~4 steps of the shortened book
-    other = tmp_path / "other.txt"  # another "book" for other_book: a local file, no network
+MICRO_RUN = dataclasses.replace(MICRO, epochs=0.01, evals_per_epoch=200)  # ~4 steps of the shortened book
+
+
+@pytest.fixture(scope="module")
+def micro_results(raw, tmp_path_factory):
+    """run_all at the micro budget on the shortened book, with another "book" (a local file, no network)."""
+    other = tmp_path_factory.mktemp("other") / "other.txt"
     other.write_text(raw[:50_000] + "\r\n\r\n" + raw[gl.book.END_RE.search(raw).start() :], encoding="utf-8")
     said = []
-    results = ex.run_all(micro, raw_text=_shortened(raw), book=str(other), progress=said.append)
+    results = ex.run_all(MICRO_RUN, raw_text=_shortened(raw), book=str(other), progress=said.append)
+    return results, {"other": other, "said": said}
+
+
+def test_run_all_measures_every_registered_experiment_and_writes_a_run_folder(micro_results, tmp_path):
+    results, made = micro_results
+    micro, other, said = MICRO_RUN, made["other"], made["said"]
     assert list(results.experiments) == list(ex.EXPERIMENTS)  # every registered one, in the registry's order
     for name, cls in ex.EXPERIMENTS.items():
         assert type(results[cls]) is cls and results[cls] is results.experiments[name] and results[cls].report()
@@ -131,9 +160,11 @@ def test_run_all_measures_every_registered_experiment_and_writes_a_run_folder(ra
     assert {*ex.EXPERIMENTS, "setup", "vocab", "tail_n", "part4", "other_book"} <= data.keys()
     assert data["vocab"] == results.spec.model.vocab_size == len(results.corpus.vocab)
     assert data["samplers"]["final"].keys() == {"random", "epoch", "without_replacement"}
-    assert data["splits"]["bias"].keys() == {"difference", "spread", "seeds", "beyond_noise"}
+    assert data["splits"]["bias"].keys() == {"what", "difference", "noise", "n", "kind", "direction", "beyond",
+                                             "sentence"}
+    assert data["dropout"]["gap_vs_course"].keys() == {"dropout 0.1", "dropout 0.2"}
     assert data["other_book"]["book"] == str(other)
-    assert "tail bias" in (folder / "table.md").read_text()
+    assert "tail split on its test - block split on its test" in (folder / "table.md").read_text()
     assert all((folder / f"{n}.png").stat().st_size > 1000 for n in ("samplers", "one_batch", "differences"))
     est = ex.t4_estimate(results.all_runs(), results.seconds, ex.train_flops(results.all_runs(), results.spec))
     assert est["t4_s"] > 0 and est["steps"] == sum(r.steps[-1] for r in results.all_runs())
@@ -287,6 +318,9 @@ def test_t4_estimate_speeds_up_training_only():
     assert flop_bound["cpu_flops_per_s"] == pytest.approx(1e12 / 50.0)
     overhead_bound = ex.t4_estimate(runs, 80.0, 1e12, step_overhead_s=0.05, t4_flops=1e12, efficiency=0.5)  # 5 s > 2 s
     assert overhead_bound["t4_train_s"] == pytest.approx(5.0) and overhead_bound["other_s"] == pytest.approx(30.0)
+    longer = ex.t4_estimate(runs, 80.0, 1e12, scale=8.0, step_overhead_s=0.05, t4_flops=1e12, efficiency=0.5)
+    assert longer["t4_steps"] == 800 and longer["t4_train_s"] == pytest.approx(40.0)  # 8x the steps, 8x the FLOPs
+    assert longer["other_s"] == pytest.approx(30.0) and longer["cpu_flops_per_s"] == flop_bound["cpu_flops_per_s"]
 
 
 def test_the_command_line_writes_a_run_folder(raw, tmp_path, monkeypatch, capsys):
@@ -297,7 +331,8 @@ def test_the_command_line_writes_a_run_folder(raw, tmp_path, monkeypatch, capsys
     monkeypatch.setattr(ex, "load_book", lambda *a, **k: type("B", (), {"text": _shortened(raw)})())
     cli.main(["--out", str(tmp_path / "cli"), "--quick"])
     out = capsys.readouterr().out
-    assert "[samplers]" in out and "tail bias" in out and out.rstrip().endswith("cli")
+    assert "[samplers]" in out and "[dropout]" in out and "tail split on its test" in out
+    assert out.rstrip().endswith("cli")
     assert (tmp_path / "cli" / "results.json").is_file()
     with pytest.raises(SystemExit):
         cli.main(["--quick"])  # no --out
@@ -323,3 +358,62 @@ def test_the_commands_training_flags_are_trainconfigs(capsys):
     with pytest.raises(SystemExit):
         cli.parse(["--out", "o", "--lr", "-1"])
     assert "TrainConfig.lr must be a number >= 0" in capsys.readouterr().err
+
+
+def test_the_gpu_budget_is_longer_and_the_quick_one_is_the_same_on_every_device():
+    gpu, cpu = ex.setup(device="cuda"), ex.setup()
+    assert gpu.epochs == ex.GPU_EPOCHS > cpu.epochs == 1.0 and gpu.seeds == cpu.seeds and gpu.device == "cuda"
+    assert gpu.model == cpu.model and gpu.train == cpu.train  # the same runs, only longer
+    quick_gpu = ex.setup(quick=True, device=torch.device("cuda"))
+    assert dataclasses.replace(quick_gpu, device="cpu") == ex.setup(quick=True)
+
+
+def test_the_regime_is_read_from_two_verdicts_against_the_baselines(micro_results):
+    results, _ = micro_results
+    r, c = results[ex.Regime], results.corpus
+    train, test, v = c.tokens[: c.tail_n], c.tokens[c.tail_n :], len(c.vocab)
+    assert r.alpha == gl.choose_alpha(train, v).value and r.beta == gl.choose_beta(train, v, r.alpha).value
+    assert r.unigram == gl.unigram_loss(train, test, v, r.alpha)
+    assert r.bigram == gl.bigram_loss(train, test, v, alpha=r.alpha, beta=r.beta)
+    assert r.final == results[ex.Samplers].course_final and r.vocab == v
+    assert r.lines == {"unigram line": r.unigram, "bigram line": r.bigram}
+
+    def regime(final):
+        return ex.Regime(1.0, 100.0, 6.5, 5.4, final, 1.0, 1000)
+
+    assert regime([6.30, 6.35, 6.32]).regime.startswith("between the unigram and the bigram lines")
+    assert regime([5.00, 5.10, 5.05]).regime.startswith("past the bigram line")
+    assert regime([6.60, 6.40, 6.50]).regime.startswith("on the unigram line")  # within the noise of it
+    assert regime([8.40, 8.39, 8.38]).regime.startswith("above the unigram line")
+    assert regime([5.50, 5.30, 5.40]).regime.startswith("on the bigram line")
+    assert regime([5.40, 5.40, 5.40]).way_to_bigram == pytest.approx(1.0)
+    assert regime([6.30, 6.35, 6.32]).vs_unigram.sign == -1 and not regime([6.6, 6.4, 6.5]).vs_unigram.beyond
+
+
+def test_dropout_reuses_the_course_runs_and_measures_train_and_test_alike(micro_results):
+    results, _ = micro_results
+    d, samplers, c, s = results[ex.Dropout], results[ex.Samplers], results.corpus, results.spec
+    assert d.arms == ["course", "dropout 0.1", "dropout 0.2"] and len(d.runs) == 2 * len(s.seeds)
+    assert d.same_budget and d.weights_changed and all(line.endswith(": True") for line in d.facts())
+    assert d.probe["prompt_len"] + d.probe["continuation"] == s.model.context_length
+    # the dropout-0 arm is the samplers' course runs: a run trained here with dropout 0 is the same model
+    course = samplers.course_runs[0]
+    again = ex.train_run(c.tokens[: c.tail_n], [c.tail_test], s.with_model(dropout=0.0), name="again",
+                         seed=course.seed, eval_steps=[d.steps])
+    assert all(torch.equal(a, b.cpu()) for a, b in zip(again.model.state_dict().values(),
+                                                       course.model.state_dict().values()))
+    assert d.test_loss["course"] == pytest.approx(samplers.course_final, abs=1e-6)
+    # training and test losses: the mean over every window of each part, the same measurement
+    model = d.runs[0].model
+    assert d.train_loss["dropout 0.1"][0] == pytest.approx(gl.window_losses(model, c.train_part).mean().item())
+    assert d.test_loss["dropout 0.1"][0] == pytest.approx(d.runs[0].final(ex.TAIL_TEST), abs=1e-6)
+    assert d.gap["course"] == pytest.approx([te - tr for te, tr in zip(d.test_loss["course"], d.train_loss["course"])])
+    probe = gl.extraction(model, c.tokens[c.tail_n :], seed=s.seeds[0], **d.probe)  # each run's own seed
+    assert d.extracted["dropout 0.1"]["test"][0] == probe.mean
+    assert d.runs[0].model.config.dropout == 0.1 and d.runs[-1].model.config.dropout == 0.2
+    # the answers: verdicts, paired by seed
+    assert set(d.gap_vs_course) == set(d.test_vs_course) == {"dropout 0.1", "dropout 0.2"}
+    v = d.gap_vs_course["dropout 0.2"]
+    assert v.difference == pytest.approx(sum(d.gap["dropout 0.2"]) / 2 - sum(d.gap["course"]) / 2)
+    assert d.recitation["course"].unit == "tokens" and [lbl for lbl, _ in d.differences()] == [
+        "dropout 0.1 gap - course gap", "dropout 0.2 gap - course gap"]

@@ -31,19 +31,25 @@ URL = badges.repository_url()
 TAUGHT = {
     "01": {"load_book", "clean_text", "Book", "quick"},  # gl.quick(): the test run's switch, used where heavy
     "02": {"gpt2_encoding", "encode", "decode", "for_display", "VOCAB_SIZE", "EOT_ID"},
-    "03": {"tail_split", "block_split"},
+    "03": {"tail_split", "block_split", "verdict", "check",
+           "unigram_loss", "choose_alpha", "bigram_loss", "choose_beta"},  # the yardsticks 06 and 08 draw
     "04": {"random_batch", "random_starts", "gather_windows", "loop_batch", "coverage", "plot_coverage",
-           "epoch_loader", "WindowDataset", "batch_starts"},
+           "epoch_loader", "WindowDataset", "batch_starts",
+           "ratio_verdict", "Model5", "preset"},  # 04 times one step of the cpu preset; 05 builds the model
     "05": {"Model5", "preset", "PRESETS", "GPTConfig", "pick_device", "describe_runtime", "autocast_dtype", "load_note",
            "CausalSelfAttention",
-           "in_colab", "time_forward", "time_it", "forward_flops", "matmul_ceiling", "plot_timings"},
+           "in_colab", "time_forward", "time_it", "forward_flops", "matmul_ceiling", "plot_timings",
+           "not_measured"},
     "06": {"choose_preset", "train_config", "TrainConfig", "TrainStep", "train", "evaluate", "plot_losses", "History",
            "checkpoint_path", "Trainer", "EvalSet", "mean_loss",
            "save_checkpoint",
-           "generate", "LESSON_PROMPT"},  # 06 samples before/after training; 07 takes generation apart
+           "generate", "LESSON_PROMPT",  # 06 samples before/after training; 07 takes generation apart
+           "shape_of", "likeness", "vocabulary", "Watch", "plot_learning"},  # the book's shape; watching a run
     "07": {"checkpoint_config", "load_checkpoint", "read_checkpoint", "generate_tokens", "KVCache",
-           "load_gpt2_state_dict", "copied", "Copying", "pretrained_gpt2", "from_hf", "window_losses"},
-    "08": {"experiments", "SAMPLERS", "batch_starts", "window_losses"},  # gl.experiments holds the runs
+           "load_gpt2_state_dict", "copied", "Copying", "pretrained_gpt2", "from_hf", "window_losses",
+           "extraction", "Extraction", "window_keep", "time_generation", "GenerationTime"},  # probe; cache window
+    "08": {"experiments", "SAMPLERS", "batch_starts", "window_losses",  # gl.experiments holds the runs
+           "extraction"},  # the probe of section 8, built by hand on one window first
 }
 LOCAL_PATH = re.compile(r"(/root/|/work/|/tmp/|/home/)")
 TEST_PLUMBING = re.compile(r"GPT_LESSON_\w+|os\.environ")  # what the package reads for a notebook (gl.quick())

@@ -57,16 +57,7 @@ def test_offline_or_without_a_network_it_says_why_in_one_line(monkeypatch):
 
 # ---- load_gpt2_state_dict: random GPT-2s of the small shape, with larger weights than HF's init ----------------
 
-SMALL = GPTConfig(vocab_size=97, context_length=16, n_layer=2, n_head=2, n_embd=32)
-
-
-def build(cfg: GPTConfig, seed: int = 0) -> Model5:
-    torch.manual_seed(seed)
-    return Model5(cfg)
-
-
-def tokens(shape, vocab: int, seed: int = 0) -> torch.Tensor:
-    return torch.randint(0, vocab, shape, generator=torch.Generator().manual_seed(seed))
+from test_model import SMALL, build, tokens  # noqa: E402  the model tests' small shape and helpers
 
 
 def _hf_gpt2(cfg: GPTConfig, seed: int = 0, activation: str = "gelu", tied: bool = True):

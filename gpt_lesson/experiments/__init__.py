@@ -1,7 +1,8 @@
 """Step 08: the lesson's open questions, answered by training runs instead of argument.
 
 - `corpus`: *Gulliver's Travels* in its own compact vocabulary (`Vocab`), its splits and test parts;
-- `runs`: what every run is (`RunSpec`), how it is trained (`train_run`) and compared (`difference`, a seed spread);
+- `runs`: what every run is (`RunSpec`), how it is trained (`train_run`) and compared (`compare`: a
+  `gpt_lesson.verdict` of per-seed values, paired by seed);
 - `registry`: what the experiments measure on (`Workbench`), their base class (`Experiment`), the registry
   (`EXPERIMENTS`, in run order; docs/experiments.md lists it) and `measure`;
 - `questions`: one class per question (`Shift` also answers for any book: `other_book`).
@@ -24,17 +25,18 @@ from typing import TypeVar
 from ..book import BookError, clean_text, load_book
 from ..model import forward_flops
 from ..tokens import encode
-from .corpus import BLOCK_TEST, COURSE_BOOK, COURSE_TEST, LICENCE, TAIL_TEST, Corpus, Vocab, gulliver
-from .questions import Licence, OneBatch, Practice, Samplers, Shift, Splits
+from .corpus import BLOCK_TEST, COURSE_BOOK, COURSE_TEST, LICENCE, TAIL_TEST, TRAIN_PART, Corpus, Vocab, gulliver
+from .questions import Dropout, Licence, OneBatch, Practice, Regime, Samplers, Shift, Splits
 from .registry import (EXPERIMENTS, REFRESH_DOCS, REGISTRY_END, REGISTRY_START, Experiment, Workbench, measure,
                        register, registry_section, registry_table, result_of, write_registry_docs)
-from .runs import Difference, Run, RunSpec, difference, setup, spread, train_run
+from .runs import GPU_EPOCHS, Run, RunSpec, compare, setup, spread, train_run, verdict_dict
 
-__all__ = ["BLOCK_TEST", "COURSE_BOOK", "COURSE_TEST", "EXPERIMENTS", "LICENCE", "REFRESH_DOCS", "REGISTRY_END",
-           "REGISTRY_START", "TAIL_TEST", "Corpus", "Difference", "Experiment", "Licence", "OneBatch", "Practice",
-           "Results", "Run", "RunSpec", "Samplers", "Shift", "Splits", "Vocab", "Workbench", "context", "difference",
-           "gulliver", "measure", "other_book", "plot_differences", "register", "registry_section", "registry_table",
-           "result_of", "run_all", "setup", "spread", "t4_estimate", "train_flops", "train_run", "write_registry_docs"]
+__all__ = ["BLOCK_TEST", "COURSE_BOOK", "COURSE_TEST", "EXPERIMENTS", "GPU_EPOCHS", "LICENCE", "REFRESH_DOCS",
+           "REGISTRY_END", "REGISTRY_START", "TAIL_TEST", "TRAIN_PART", "Corpus", "Dropout", "Experiment", "Licence",
+           "OneBatch", "Practice", "Regime", "Results", "Run", "RunSpec", "Samplers", "Shift", "Splits", "Vocab",
+           "Workbench", "compare", "context", "gulliver", "measure", "other_book", "plot_differences", "register",
+           "registry_section", "registry_table", "result_of", "run_all", "setup", "spread", "t4_estimate",
+           "train_flops", "train_run", "verdict_dict", "write_registry_docs"]
 
 E = TypeVar("E", bound=Experiment)
 
@@ -143,32 +145,37 @@ def train_flops(runs: list[Run], spec: RunSpec) -> float:
     return float(sum(r.steps[-1] for r in runs) * per_step)
 
 
-def t4_estimate(runs: list[Run], seconds: float, flops: float, *, step_overhead_s: float = 0.005,
+def t4_estimate(runs: list[Run], seconds: float, flops: float, *, scale: float = 1.0, step_overhead_s: float = 0.005,
                 t4_flops: float = 8.1e12, efficiency: float = 0.3) -> dict:
-    """An estimate, not a measurement, of the same runs with ``device="cuda"`` on a Colab T4: their training ``flops``
-    at ``efficiency`` of a T4's fp32 peak, but no faster than ``step_overhead_s`` per step (a model this small leaves
-    a GPU waiting on Python and kernel launches). Everything outside training in ``seconds`` (tokenizing,
-    evaluation, plots) is counted at its measured time here: an upper bound, since evaluation would run on the GPU."""
+    """An estimate, not a measurement, of the same runs with ``device="cuda"`` on a Colab T4, each ``scale`` times as
+    long (the GPU budget over the budget they ran: ``setup(device="cuda").epochs / spec.epochs``): their training
+    ``flops`` times ``scale`` at ``efficiency`` of a T4's fp32 peak, but no faster than ``step_overhead_s`` per step
+    (a model this small leaves a GPU waiting on Python and kernel launches). Everything outside training in
+    ``seconds`` (tokenizing, baselines, evaluation, the probe, plots) is counted once, at its measured time here: on a
+    T4 the evaluations run on the GPU, but the longer runs also evaluate more often, so that part is a rough figure."""
     steps = sum(r.steps[-1] for r in runs)
     cpu_train = sum(r.train_seconds for r in runs)
-    gpu_train = max(flops / (t4_flops * efficiency), steps * step_overhead_s)
+    gpu_train = max(scale * flops / (t4_flops * efficiency), scale * steps * step_overhead_s)
     other = seconds - cpu_train
-    return {"steps": steps, "cpu_train_s": cpu_train, "cpu_flops_per_s": flops / cpu_train, "t4_train_s": gpu_train,
-            "other_s": other, "t4_s": gpu_train + other}
+    return {"steps": steps, "cpu_train_s": cpu_train, "cpu_flops_per_s": flops / cpu_train, "scale": scale,
+            "t4_steps": round(scale * steps), "t4_train_s": gpu_train, "other_s": other, "t4_s": gpu_train + other}
 
 
 def plot_differences(experiments, ax=None):
-    """Each question's answer (of the results ``experiments``), a difference in nats, with an error bar of twice its
-    seed spread."""
+    """Each question's answer (of the results ``experiments``), a difference in nats with an error bar of twice its
+    noise (the seed spread of one seed's difference): the verdicts' rule, drawn. A filled dot is beyond the noise,
+    an open one within it (no finding)."""
     from ..plots import new_axes
 
     items = [item for e in experiments for item in e.differences()]
-    fig, ax = new_axes(ax, (8, 3.5))
-    ys = range(len(items))
-    ax.errorbar([d.difference for _, d in items], ys, xerr=[2 * d.spread for _, d in items], fmt="o", capsize=4)
+    fig, ax = new_axes(ax, (8, 0.9 + 0.33 * max(len(items), 3)))
+    for y, (_, d) in enumerate(items):
+        ax.errorbar(d.difference, y, xerr=2 * d.noise, fmt="o", capsize=4, color="tab:blue",
+                    mfc="tab:blue" if d.beyond else "white")
     ax.axvline(0, color="grey", lw=1)
-    ax.set_yticks(list(ys), [name for name, _ in items])
-    ax.set_xlabel("difference in test loss (nats/token), bars: ± 2 seed spreads")
+    ax.set_yticks(list(range(len(items))), [name for name, _ in items])
+    ax.invert_yaxis()
+    ax.set_xlabel("difference in loss (nats/token); bars: ± 2 × the seed spread; filled: beyond the noise")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

@@ -8,7 +8,8 @@ from dataclasses import dataclass, fields
 import torch
 
 from ..config import TrainConfig, add_flags, flags_given, setting
-from . import Practice, RunSpec, run_all, setup
+from ..device import pick_device
+from . import GPU_EPOCHS, Practice, RunSpec, run_all, setup
 
 # TrainConfig fields without a flag here: each run sets them itself (its steps from the budget, its seed, its
 # sampler), the experiments vary them (the sampler, the training practice's switches), or they do not apply
@@ -25,7 +26,8 @@ class Options:
     out: str | None = setting(None, "run folder for results.json, table.md and the plots", metavar="FOLDER")
     quick: bool = setting(False, "2 seeds, a tenth of an epoch (what the tests run)")
     book: str | None = setting(None, "also a Gutenberg id (or URL, or file) for the other-book shift", metavar="BOOK")
-    device: str = setting("cpu", "cpu or cuda")
+    device: str = setting("cpu", f"cpu, cuda or auto (cuda when there is a GPU); on a GPU every run trains "
+                                 f"{GPU_EPOCHS:g} epochs instead of 1")
     threads: int | None = setting(None, "CPU threads for torch; none: torch's choice", metavar="N")
 
 
@@ -47,8 +49,8 @@ def parse(argv: list[str] | None = None) -> tuple[Options, RunSpec]:
     if opts.out is None:
         p.error("--out FOLDER is required")
     try:
-        spec = setup(opts.quick, opts.device).with_train(**flags_given(args, TrainConfig))
-    except ValueError as e:
+        spec = setup(opts.quick, pick_device(opts.device)).with_train(**flags_given(args, TrainConfig))
+    except (ValueError, RuntimeError) as e:
         p.error(str(e))
     return opts, spec
 

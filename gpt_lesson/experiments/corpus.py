@@ -19,6 +19,7 @@ from ..tokens import decode, encode
 
 # The test sets' names, as they appear in results, reports and plots.
 TAIL_TEST = "tail test"  # the lesson's: the last 10% of the cleaned book
+TRAIN_PART = "training part"  # the lesson's training part (the first 90%), scored like a test set
 BLOCK_TEST = "block test"  # notebook 03's block split (seed 0)
 COURSE_TEST = "course test part"  # the course's: the last 10% of the raw file, licence included
 COURSE_BOOK = "course test part without the licence"
@@ -68,6 +69,11 @@ class Corpus:
     @property
     def tail_test(self) -> EvalSet:
         return EvalSet.windows(self.tokens[self.tail_n :], self.seq_len, name=TAIL_TEST)
+
+    @property
+    def train_part(self) -> EvalSet:
+        """Every non-overlapping window of the lesson's training part: its loss measured as the test loss is."""
+        return EvalSet.windows(self.tokens[: self.tail_n], self.seq_len, name=TRAIN_PART)
 
     def block(self) -> tuple[torch.Tensor, EvalSet]:
         """Notebook 03's block split (seed 0), with a gap of ``seq_len``: (allowed train starts, test set)."""

@@ -2,9 +2,11 @@
 
 Each experiment is a dataclass whose instance is its typed result: ``measure(workbench, ...)`` trains and evaluates
 (its parameters after the workbench, typed with another experiment's class, are the results it reuses),
-``report()`` gives the numbers (which change with the machine, the budget and the seeds), ``facts()`` lines that end
-in ': True' or ': False' (what notebook 08's checked cells print), ``plot()`` a figure or None, ``differences()`` the
-answers in nats for the summary plot. A new experiment is one more class here with ``@register``, a ``name`` and a
+``report()`` gives the numbers and the verdicts (`gpt_lesson.verdict` sentences: beyond the noise, or within it and no
+finding; they change with the machine, the budget and the seeds), ``facts()`` lines that end in ': True' or ': False'
+and hold at any budget and on any device (what notebook 08's checked cells print; they never state the direction of a
+difference, which is the verdicts' business), ``plot()`` a figure or None, ``differences()`` the answers in nats for
+the summary plot, as verdicts. A new experiment is one more class here with ``@register``, a ``name`` and a
 one-line ``question`` (docs/experiments.md lists them from the registry).
 """
 
@@ -20,9 +22,10 @@ import torch
 from ..batches import batch_starts, coverage
 from ..config import SAMPLERS, TrainConfig
 from ..evaluation import EvalSet, window_losses
-from .corpus import BLOCK_TEST, COURSE_BOOK, COURSE_TEST, TAIL_TEST
+from ..verdicts import Verdict
+from .corpus import BLOCK_TEST, COURSE_BOOK, COURSE_TEST, LICENCE, TAIL_TEST
 from .registry import Experiment, Workbench, register
-from .runs import Difference, Run, RunSpec, difference, mean, spread, train_run
+from .runs import Run, RunSpec, compare, mean, spread, train_run
 
 LOSS_LABEL = "tail test loss (nats/token)"
 COURSE_SAMPLER = TrainConfig().sampler  # "random": TrainConfig's defaults are the course's settings
@@ -30,6 +33,16 @@ COURSE_SAMPLER = TrainConfig().sampler  # "random": TrainConfig's defaults are t
 
 def _seeds(values: list[float]) -> str:
     return ", ".join(f"{v:.3f}" for v in values)
+
+
+def _tokens_read(starts: torch.Tensor, seq_len: int, n_tokens: int) -> torch.Tensor:
+    """(n_tokens,) bool: the tokens that a window of ``seq_len`` + 1 tokens (its inputs and targets) from any of
+    ``starts`` reads."""
+    delta = torch.zeros(n_tokens + 1, dtype=torch.long)
+    starts = starts.reshape(-1).long().cpu()
+    delta.index_add_(0, starts, torch.ones_like(starts))
+    delta.index_add_(0, (starts + seq_len + 1).clamp(max=n_tokens), -torch.ones_like(starts))
+    return delta.cumsum(0)[:n_tokens] > 0
 
 
 @register
@@ -79,33 +92,34 @@ class Samplers(Experiment):
         return [r.final(TAIL_TEST) for r in self.course_runs]
 
     @property
-    def vs_random(self) -> dict[str, Difference]:
+    def vs_random(self) -> dict[str, Verdict]:
         # Paired by seed: the seed gives every sampler's run the same initial weights.
-        return {s: difference(v, self.course_final, paired=True) for s, v in self.final.items()
-                if s != COURSE_SAMPLER}
+        return {s: compare(f"{s} - random", v, self.course_final,
+                           above=f"the {s} sampler's final test loss is higher than random sampling's",
+                           below=f"the {s} sampler's final test loss is lower than random sampling's")
+                for s, v in self.final.items() if s != COURSE_SAMPLER}
 
     def report(self) -> list[str]:
         lines = [f"{s:20s} final test loss {mean(v):.3f} (seeds: {_seeds(v)}), "
                  f"training text never seen: {mean(self.unseen[s]):.1%}" for s, v in self.final.items()]
-        return lines + [f"{s} - random: {d}" for s, d in self.vs_random.items()]
+        return lines + [str(d) for d in self.vs_random.values()]
 
     def facts(self) -> list[str]:
         fell = all(r.loss[TAIL_TEST][-1] < r.loss[TAIL_TEST][0] for rs in self.runs.values() for r in rs)
+        budget = {r.steps[-1] for rs in self.runs.values() for r in rs}
         return [f"every run's test loss fell from its first to its last evaluation: {fell}",
-                f"random sampling left more of the training text unseen than the epoch sampler: "
-                f"{mean(self.unseen[COURSE_SAMPLER]) > mean(self.unseen['epoch'])}"] + [
-                f"{s} vs random: final test losses within 0.1 nats of each other: {abs(d.difference) < 0.1}"
-                for s, d in self.vs_random.items()]
+                f"every sampler's runs trained the same number of steps: {len(budget) == 1}"]
 
-    def differences(self) -> list[tuple[str, Difference]]:
+    def differences(self) -> list[tuple[str, Verdict]]:
         return [(f"{s} - random", d) for s, d in self.vs_random.items()]
 
     def all_runs(self) -> list[Run]:
         return [r for rs in self.runs.values() for r in rs]
 
-    def plot(self, ax=None):
+    def plot(self, ax=None, lines: dict[str, float] | None = None):
         """Test loss against training tokens (bottom axis) and epochs (top axis), per sampler: the seeds' mean
-        and, shaded, the band between the lowest and the highest seed."""
+        and, shaded, the band between the lowest and the highest seed; ``lines``: label -> loss, each a dashed
+        horizontal line (the unigram and bigram lines of `Regime`)."""
         from ..plots import add_epoch_axis, finish, new_axes
 
         fig, ax = new_axes(ax, (8, 4))
@@ -114,8 +128,95 @@ class Samplers(Experiment):
             y = torch.tensor([r.loss[TAIL_TEST] for r in runs])
             (line,) = ax.plot(x, y.mean(0), marker="o", ms=3, label=f"{sampler} ({len(runs)} seeds)")
             ax.fill_between(x, y.min(0).values, y.max(0).values, color=line.get_color(), alpha=0.25)
+        for (label, value), color in zip((lines or {}).items(), ["tab:gray", "tab:purple", "tab:brown"] * 3):
+            ax.axhline(value, ls="--", lw=1, color=color, label=f"{label}: {value:.3f}")
         add_epoch_axis(ax, 1 / self.epoch_tokens, "epochs of the training part")
         return finish(fig, ax, xlabel="training tokens", ylabel=LOSS_LABEL)
+
+
+@register
+@dataclass
+class Regime(Experiment):
+    """Where the runs stand against two counting models of the same text in the same vocabulary (`gpt_lesson`'s
+    baselines): the unigram (token frequencies, add-alpha) and the bigram (which token follows which), each fitted on
+    the lesson's training part with its smoothing chosen on held-out training text, and scored on the tail test.
+    A model below the unigram line has learned more than token frequencies; below the bigram line, more than the
+    previous token can tell."""
+
+    name: ClassVar[str] = "regime"
+    question: ClassVar[str] = ("Which regime are the runs in: above the unigram line (token frequencies), between it "
+                               "and the bigram line, or past the bigram line?")
+    json_properties: ClassVar[tuple[str, ...]] = ("vs_unigram", "vs_bigram", "way_to_bigram", "regime")
+    alpha: float  # the unigram's add-alpha smoothing (`gpt_lesson.choose_alpha`)
+    beta: float  # the bigram's interpolation weight (`gpt_lesson.choose_beta`)
+    unigram: float  # nats/token on the tail test
+    bigram: float
+    final: list[float]  # the course runs' final tail-test loss, per seed
+    epochs: float
+    vocab: int  # the corpus's vocabulary size
+
+    @classmethod
+    def measure(cls, workbench: Workbench, samplers: Samplers) -> Regime:
+        from ..baselines import bigram_loss, choose_alpha, choose_beta, unigram_loss
+
+        c = workbench.corpus
+        train, test, vocab = c.tokens[: c.tail_n], c.tokens[c.tail_n :], len(c.vocab)
+        alpha = choose_alpha(train, vocab).value
+        beta = choose_beta(train, vocab, alpha).value
+        return cls(alpha, beta, unigram_loss(train, test, vocab, alpha),
+                   bigram_loss(train, test, vocab, alpha=alpha, beta=beta), samplers.course_final,
+                   workbench.spec.epochs, vocab)
+
+    @property
+    def lines(self) -> dict[str, float]:
+        """The two lines, for `Samplers.plot`."""
+        return {"unigram line": self.unigram, "bigram line": self.bigram}
+
+    @property
+    def vs_unigram(self) -> Verdict:
+        return compare("final test loss - unigram line", self.final, [self.unigram] * len(self.final),
+                       above="the runs are above the unigram line", below="the runs are below the unigram line")
+
+    @property
+    def vs_bigram(self) -> Verdict:
+        return compare("final test loss - bigram line", self.final, [self.bigram] * len(self.final),
+                       above="the runs are above the bigram line", below="the runs are below the bigram line")
+
+    @property
+    def way_to_bigram(self) -> float:
+        """How far the runs' mean final loss went from the unigram line to the bigram line (0: at the unigram line,
+        1: at the bigram line, above 1: past it)."""
+        return (self.unigram - mean(self.final)) / (self.unigram - self.bigram)
+
+    @property
+    def regime(self) -> str:
+        """The regime, from the two verdicts: a loss within the noise of a line is on it."""
+        if self.vs_bigram.sign < 0:
+            return "past the bigram line: the models use more of the context than the previous token"
+        if self.vs_bigram.sign == 0:
+            return "on the bigram line: the models predict about as well as the previous token alone allows"
+        if self.vs_unigram.sign < 0:
+            return ("between the unigram and the bigram lines: the models learned more than token frequencies, and "
+                    "less than a table of which token follows which")
+        if self.vs_unigram.sign == 0:
+            return "on the unigram line: the models learned about as much as token frequencies"
+        return "above the unigram line: the models predict worse than token frequencies alone"
+
+    def report(self) -> list[str]:
+        return [f"unigram line (add-{self.alpha:g}): {self.unigram:.3f} nats/token on the tail test; bigram line "
+                f"(beta {self.beta:g}): {self.bigram:.3f}",
+                f"the runs' final tail-test loss after {self.epochs:g} epochs: {mean(self.final):.3f} "
+                f"(seeds: {_seeds(self.final)})",
+                str(self.vs_unigram), str(self.vs_bigram),
+                (f"of the way from the unigram line to the bigram line, the runs went {self.way_to_bigram:.0%}"
+                 if self.way_to_bigram > 0 else
+                 f"the runs are {mean(self.final) - self.unigram:.3f} nats above the unigram line"),
+                f"regime: {self.regime}"]
+
+    def facts(self) -> list[str]:
+        return [f"the unigram line is below a uniform guess over the {self.vocab:,} tokens (ln V = "
+                f"{math.log(self.vocab):.3f}): {self.unigram < math.log(self.vocab)}",
+                f"the bigram line is below the unigram line: {self.bigram < self.unigram}"]
 
 
 @register
@@ -192,9 +293,9 @@ class OneBatch(Experiment):
                 f"tokens predicts {self.sqrt_rule:.3f}"]
 
     def facts(self) -> list[str]:
-        return [f"one batch is noisier than the seed spread of the whole test part's loss: "
-                f"{self.one_batch_std > self.seed_spread}",
-                f"a batch of the course's {self.course_batch_tokens:,} tokens is less noisy than one of "
+        # Whether one batch is noisier than the seed spread depends on the budget (the report); 4x the tokens is
+        # less noisy at any budget.
+        return [f"a batch of the course's {self.course_batch_tokens:,} tokens is less noisy than one of "
                 f"{self.batch_tokens:,}: {self.course_std < self.one_batch_std}"]
 
     def plot(self, ax=None):
@@ -249,20 +350,28 @@ class Splits(Experiment):
         return cls(table, seen, runs)
 
     @property
-    def bias(self) -> Difference:
+    def bias(self) -> Verdict:
         # Paired by seed: the same initial weights.
-        return difference(self.table["tail split"][TAIL_TEST], self.table["block split"][BLOCK_TEST], paired=True)
+        return compare("tail split on its test - block split on its test", self.table["tail split"][TAIL_TEST],
+                       self.table["block split"][BLOCK_TEST],
+                       above="the tail split's test loss is higher than the block split's (a bias)",
+                       below="the tail split's test loss is lower than the block split's")
 
     def report(self) -> list[str]:
         lines = [f"{tr} model on the {te}: {mean(v):.3f} ± {spread(v):.3f}" for tr, row in self.table.items()
                  for te, v in row.items()]
-        lines += [f"tail bias (tail split on its test - block split on its test): {self.bias}"]
+        lines += [str(self.bias)]
         return lines + [f"{k}: {v:.0%} of its tokens were training text" for k, v in self.seen_in_training.items()]
 
     def facts(self) -> list[str]:
-        return [f"the tail split's test loss is higher than the block split's: {self.bias.difference > 0}"]
+        # Which split's test loss is higher is the verdict's (the report): at some budgets it is within the noise.
+        tail_on_block = self.seen_in_training["tail model on block test"]
+        return [f"every block split run trained as many steps as the tail split's: "
+                f"{len({r.steps[-1] for r in self.block_runs}) == 1}",
+                f"the block test set is all training text of the tail split (so that cell is no test loss): "
+                f"{tail_on_block == 1.0}"]
 
-    def differences(self) -> list[tuple[str, Difference]]:
+    def differences(self) -> list[tuple[str, Verdict]]:
         return [("tail bias", self.bias)]
 
     def all_runs(self) -> list[Run]:
@@ -290,19 +399,27 @@ class Licence(Experiment):
         return cls(losses, share, len(c.course_licence))
 
     @property
-    def effect(self) -> Difference:
-        return difference(self.losses[COURSE_TEST], self.losses[COURSE_BOOK], paired=True)
+    def effect(self) -> Verdict:
+        # Paired by seed: the same models on both texts.
+        return compare("course test part - course test part without the licence", self.losses[COURSE_TEST],
+                       self.losses[COURSE_BOOK], above="the licence raises the course's test loss",
+                       below="the licence lowers the course's test loss")
 
     def report(self) -> list[str]:
         return [f"{k}: {mean(v):.3f}" for k, v in self.losses.items()] + [
-            f"licence: {self.licence_tokens:,} tokens, {self.licence_share:.1%} of the course's test part; "
-            f"it moves the course's test loss by {self.effect}"]
+            f"licence: {self.licence_tokens:,} tokens, {self.licence_share:.1%} of the course's test part",
+            str(self.effect)]
 
     def facts(self) -> list[str]:
-        return [f"the licence raises the course's test loss: {self.effect.difference > 0}",
-                f"licence effect larger than twice the seed spread: {self.effect.beyond_noise}"]
+        # The whole part's loss is (nearly) the token-weighted mean of its two pieces', so it lies between them for
+        # every model; whether the licence moves it beyond the noise is the verdict's (the report).
+        between = all(min(b, li) <= w <= max(b, li) for w, b, li in
+                      zip(self.losses[COURSE_TEST], self.losses[COURSE_BOOK], self.losses[LICENCE]))
+        return [f"the licence is more than a quarter of the course's test part: {self.licence_share > 0.25}",
+                f"for every model, the course's test loss lies between its loss on the book's text and on the "
+                f"licence alone: {between}"]
 
-    def differences(self) -> list[tuple[str, Difference]]:
+    def differences(self) -> list[tuple[str, Verdict]]:
         return [("licence in test", self.effect)]
 
 
@@ -321,6 +438,7 @@ class Shift(Experiment):
     train_tokens: int
     runs: list[Run]
     book: int | str | None = None
+    test_tokens_trained_on: int = 0  # tokens of either test set that some training window read (0 by design)
 
     @classmethod
     def measure(cls, workbench: Workbench) -> Shift:
@@ -347,25 +465,31 @@ class Shift(Experiment):
             runs.append(train_run(tokens, [held, later], s, name=f"{before}/random", seed=seed,
                                   eval_steps=[s.steps_for(epoch_tokens)], allowed=split.starts("train", T)))
         losses = {t.name: [r.final(t.name) for r in runs] for t in (held, later)}
-        return cls(losses, (held.name, after), split.n_tokens("train"), runs, book)
+        overlap = _tokens_read(split.starts("train", T), T, len(tokens)) & (
+            _tokens_read(held.starts, T, len(tokens)) | _tokens_read(later.starts, T, len(tokens)))
+        return cls(losses, (held.name, after), split.n_tokens("train"), runs, book, int(overlap.sum()))
 
     @property
-    def shift(self) -> Difference:
-        held, after = self.names
-        return difference(self.losses[after], self.losses[held], paired=True)
-
-    def report(self) -> list[str]:
+    def shift(self) -> Verdict:
         held, after = self.names
         prefix = f"book {self.book}: " if self.book is not None else ""
+        # Paired by seed: the same models on both test sets.
+        return compare(f"{prefix}{after} - {held}", self.losses[after], self.losses[held],
+                       above=f"{after} is harder than held-out text of the part trained on",
+                       below=f"{after} is easier than held-out text of the part trained on")
+
+    def report(self) -> list[str]:
+        prefix = f"book {self.book}: " if self.book is not None else ""
         lines = [f"{prefix}{k}: {mean(v):.3f}" for k, v in self.losses.items()]
-        return lines + [f"{prefix}{after} - {held}: {self.shift}"]
+        return lines + [str(self.shift)]
 
     def facts(self) -> list[str]:
+        # Whether the later text is harder is the verdict's (the report): at this budget it may be within the noise.
         held, after = self.names
-        # Only the direction: whether a shift this small is beyond its seed spread depends on the budget (report).
-        return [f"{after} is harder than the held-out {held.removesuffix(' held out')}: {self.shift.difference > 0}"]
+        return [f"no training window read a token of the {held.removesuffix(' held out')} held-out blocks or "
+                f"of {after}: {self.test_tokens_trained_on == 0}"]
 
-    def differences(self) -> list[tuple[str, Difference]]:
+    def differences(self) -> list[tuple[str, Verdict]]:
         return [("Part IV shift" if self.book is None else f"book {self.book} shift", self.shift)]
 
     def all_runs(self) -> list[Run]:
@@ -414,13 +538,16 @@ class Practice(Experiment):
         return cls(settings, final, runs)
 
     @property
-    def vs_course(self) -> dict[str, Difference]:
+    def vs_course(self) -> dict[str, Verdict]:
         # Paired by seed: the seed gives every variant's run the course's run's initial weights and batches.
-        return {v: difference(x, self.final["course"], paired=True) for v, x in self.final.items() if v != "course"}
+        return {v: compare(f"{v} - course", x, self.final["course"],
+                           above=f"{v} ends with a higher test loss than the course's settings",
+                           below=f"{v} ends with a lower test loss than the course's settings")
+                for v, x in self.final.items() if v != "course"}
 
     def report(self) -> list[str]:
         lines = [f"{v:24s} final test loss {mean(x):.3f} (seeds: {_seeds(x)})" for v, x in self.final.items()]
-        return lines + [f"{v} - course: {d}" for v, d in self.vs_course.items()]
+        return lines + [str(d) for d in self.vs_course.values()]
 
     def facts(self) -> list[str]:
         sched = [r for r in self.runs if r.config.warmup_steps > 0]  # the runs of the variants with a schedule
@@ -429,8 +556,155 @@ class Practice(Experiment):
                 f"{len({r.steps[-1] for r in self.runs}) == 1}",
                 f"the scheduled runs started below their peak learning rate and ended at a tenth of it: {shaped}"]
 
-    def differences(self) -> list[tuple[str, Difference]]:
+    def differences(self) -> list[tuple[str, Verdict]]:
         return [(f"{v} - course", d) for v, d in self.vs_course.items()]
 
     def all_runs(self) -> list[Run]:
         return list(self.runs)
+
+
+@register
+@dataclass
+class Dropout(Experiment):
+    """The one-book regime: a model reads the same book again and again, so its loss on that text can fall below its
+    loss on text it never read (the train-test gap). Dropout (`GPTConfig.dropout`: after the embeddings, in attention
+    and on both residual branches; off when a model is evaluated) is the usual remedy. The course trains without it:
+    the samplers' random runs are this experiment's dropout-0 arm, and each rate in `RATES` trains the same runs
+    (same seeds, so the same initial weights and batches, same steps) with dropout. For every model: its loss on every
+    window of the training part and of the tail test (the same measurement), their gap, and the extraction probe
+    (`gpt_lesson.extraction`: greedy continuations of training and of test windows, tokens reproduced before the
+    first mismatch)."""
+
+    name: ClassVar[str] = "dropout"
+    question: ClassVar[str] = ("Does dropout (0.1, 0.2) close the gap between the training and test losses of the "
+                               "course's settings, and does it change how far the models recite their training text?")
+    json_properties: ClassVar[tuple[str, ...]] = ("gap", "course_gap", "gap_vs_course", "test_vs_course",
+                                                  "recitation")
+    RATES: ClassVar[tuple[float, ...]] = (0.1, 0.2)
+    PROBE_WINDOWS: ClassVar[int] = 64
+    train_loss: dict[str, list[float]]  # arm -> per seed: mean loss over every window of the training part
+    test_loss: dict[str, list[float]]  # arm -> per seed: the same on the tail test
+    extracted: dict[str, dict[str, list[float]]]  # arm -> text ("training", "test") -> per seed: mean match length
+    probe: dict[str, int]  # n, prompt_len, continuation of every probe (its windows drawn with the run's seed)
+    steps: int
+    same_budget: bool  # every dropout run trained the course runs' steps with their seeds and settings
+    weights_changed: bool  # every dropout run ended with other weights than its course run: dropout acted
+    runs: list[Run]
+
+    @classmethod
+    def measure(cls, workbench: Workbench, samplers: Samplers) -> Dropout:
+        from ..memorization import extraction
+
+        c, s = workbench.corpus, workbench.spec
+        steps, course = s.steps_for(c.tail_n), samplers.course_runs
+        train_set, test = c.train_part, c.tail_test
+        prompt = s.model.context_length // 2
+        probe = {"n": cls.PROBE_WINDOWS, "prompt_len": prompt, "continuation": s.model.context_length - prompt}
+        models = {"course": [r.model for r in course]}
+        runs: list[Run] = []
+        for rate in cls.RATES:
+            arm = f"dropout {rate:g}"
+            for seed in s.seeds:
+                workbench.say(f"dropout: {rate:g}, seed {seed}")
+                runs.append(train_run(c.tokens[: c.tail_n], [test], s.with_model(dropout=rate), name=f"tail/{arm}",
+                                      seed=seed, eval_steps=[steps]))
+            models[arm] = [r.model for r in runs[-len(s.seeds):]]
+        train_loss, test_loss, extracted = {}, {}, {}
+        texts = {"training": c.tokens[: c.tail_n], "test": c.tokens[c.tail_n :]}
+        for arm, ms in models.items():
+            ms = [m.to(s.device) for m in ms]
+            train_loss[arm] = [window_losses(m, train_set).mean().item() for m in ms]
+            test_loss[arm] = [window_losses(m, test).mean().item() for m in ms]
+            # Each seed's model is probed on windows drawn with that seed: the verdicts' noise then holds the
+            # draw of the windows too, not only what the seed did to the model.
+            extracted[arm] = {k: [extraction(m, t, seed=seed, **probe).mean for m, seed in zip(ms, s.seeds)]
+                              for k, t in texts.items()}
+        same = all(r.steps[-1] == steps and r.config == b.config for r, b in
+                   zip(runs, course * len(cls.RATES)))
+        changed = all(any(not torch.equal(p, q.to(p.device)) for p, q in
+                          zip(r.model.state_dict().values(), b.model.state_dict().values()))
+                      for r, b in zip(runs, course * len(cls.RATES)))
+        return cls(train_loss, test_loss, extracted, probe, steps, same, changed, runs)
+
+    @property
+    def arms(self) -> list[str]:
+        return list(self.train_loss)
+
+    @property
+    def gap(self) -> dict[str, list[float]]:
+        """Per arm and seed: test loss - training loss (positive: the model does better on the text it read)."""
+        return {a: [te - tr for te, tr in zip(self.test_loss[a], self.train_loss[a])] for a in self.arms}
+
+    @property
+    def course_gap(self) -> Verdict:
+        return compare("course test loss - course training loss", self.test_loss["course"],
+                       self.train_loss["course"],
+                       above="the course's models score worse on the test part than on their training text",
+                       below="the course's models score better on the test part than on their training text")
+
+    @property
+    def gap_vs_course(self) -> dict[str, Verdict]:
+        # Paired by seed: the same initial weights and batches, dropout the only change.
+        return {a: compare(f"{a} gap - course gap", self.gap[a], self.gap["course"],
+                           above=f"{a} widens the train-test gap", below=f"{a} narrows the train-test gap")
+                for a in self.arms if a != "course"}
+
+    @property
+    def test_vs_course(self) -> dict[str, Verdict]:
+        return {a: compare(f"{a} test loss - course test loss", self.test_loss[a], self.test_loss["course"],
+                           above=f"{a} ends with a higher test loss than the course's settings",
+                           below=f"{a} ends with a lower test loss than the course's settings")
+                for a in self.arms if a != "course"}
+
+    @property
+    def recitation(self) -> dict[str, Verdict]:
+        """Per arm: tokens reproduced from training windows - from test windows (paired by seed: the same models)."""
+        return {a: compare(f"{a} match on training text - match on test text", self.extracted[a]["training"],
+                           self.extracted[a]["test"], unit="tokens",
+                           above=f"the {a} models continue their training text further than unseen text",
+                           below=f"the {a} models continue unseen text further than their training text")
+                for a in self.arms}
+
+    def report(self) -> list[str]:
+        p = self.probe
+        lines = [f"{a:12s} training loss {mean(self.train_loss[a]):.3f}, test loss {mean(self.test_loss[a]):.3f}, "
+                 f"gap {mean(self.gap[a]):+.3f} (seeds: {_seeds(self.gap[a])}); probe: "
+                 f"{mean(self.extracted[a]['training']):.2f} tokens reproduced on training text, "
+                 f"{mean(self.extracted[a]['test']):.2f} on test text" for a in self.arms]
+        lines.insert(0, f"after {self.steps} steps; the probe: {p['n']} windows of each text (drawn with the run's "
+                        f"seed), prompted with {p['prompt_len']} tokens, {p['continuation']} tokens decoded greedily")
+        verdicts = [self.course_gap, *self.gap_vs_course.values(), *self.test_vs_course.values(),
+                    *self.recitation.values()]
+        return lines + [str(v) for v in verdicts]
+
+    def facts(self) -> list[str]:
+        # Whether dropout narrows the gap, and whether any model recites, are the verdicts' (the report).
+        return [f"every dropout run trained the course runs' steps, seeds and settings: {self.same_budget}",
+                f"every dropout run ended with weights other than its course run's (dropout acted): "
+                f"{self.weights_changed}",
+                f"every model was probed on {self.probe['n']} windows of its training text and {self.probe['n']} of "
+                f"the test text: "
+                f"{all(len(v) == len(self.train_loss['course']) for d in self.extracted.values() for v in d.values())}"]
+
+    def differences(self) -> list[tuple[str, Verdict]]:
+        return [(f"{a} gap - course gap", v) for a, v in self.gap_vs_course.items()]
+
+    def all_runs(self) -> list[Run]:
+        return list(self.runs)
+
+    def plot(self, ax=None):
+        """Each arm's training and test loss, a dot per seed and a bar at their mean: the gap is the distance
+        between the two."""
+        from ..plots import finish, new_axes
+
+        fig, ax = new_axes(ax, (8, 3.5))
+        for offset, (label, losses, marker) in zip((-0.12, 0.12), (("training part", self.train_loss, "o"),
+                                                                    ("tail test", self.test_loss, "s"))):
+            color = None
+            for i, a in enumerate(self.arms):
+                points = ax.plot([i + offset] * len(losses[a]), losses[a], marker, ms=5, color=color,
+                                 alpha=0.7, label=label if i == 0 else None)
+                color = points[0].get_color()
+                ax.hlines(mean(losses[a]), i + offset - 0.08, i + offset + 0.08, color=color, lw=2)
+        ax.set_xticks(range(len(self.arms)), self.arms)
+        return finish(fig, ax, ylabel="loss (nats/token), every window")

@@ -24,7 +24,8 @@ from typing import ClassVar, TypeVar
 import torch
 
 from .corpus import Corpus
-from .runs import Difference, Run, RunSpec
+from ..verdicts import Verdict
+from .runs import Run, RunSpec, verdict_dict
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,8 @@ class Experiment:
     def plot(self, ax=None):
         return None
 
-    def differences(self) -> list[tuple[str, Difference]]:
+    def differences(self) -> list[tuple[str, Verdict]]:
+        """The answers in nats, as (label, verdict), for `plot_differences`."""
         return []
 
     def all_runs(self) -> list[Run]:
@@ -131,9 +133,11 @@ def measure(experiment: str | type[E], workbench: Workbench, done: MutableMappin
 
 
 def _plain(v):
-    """JSON-ready: runs and differences as dicts, tensors and models left out, NaN as None."""
-    if isinstance(v, (Run, Difference)):
+    """JSON-ready: runs and verdicts as dicts, tensors and models left out, NaN as None."""
+    if isinstance(v, Run):
         return v.to_dict()
+    if isinstance(v, Verdict):
+        return _plain(verdict_dict(v))
     if isinstance(v, dict):
         return {str(k): _plain(x) for k, x in v.items() if not isinstance(x, (torch.Tensor, torch.nn.Module))}
     if isinstance(v, (list, tuple)):

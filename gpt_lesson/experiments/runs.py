@@ -8,7 +8,6 @@ evaluation step in turn: the losses of one unbroken run, with no checkpoint in b
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, fields, replace
 
 import torch
@@ -19,6 +18,7 @@ from ..model import GPTConfig, Model5
 from ..presets import preset, train_config
 from ..plan import RunPlan
 from ..training import Trainer
+from ..verdicts import Verdict, verdict
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,10 @@ class RunSpec:
     def with_vocab(self, vocab_size: int) -> RunSpec:
         """The same spec for a corpus of ``vocab_size`` token ids (see `Vocab`)."""
         return replace(self, model=replace(self.model, vocab_size=vocab_size))
+
+    def with_model(self, **fields) -> RunSpec:
+        """The same spec with some `GPTConfig` fields of every run's model changed (e.g. ``dropout=0.1``)."""
+        return replace(self, model=replace(self.model, **fields))
 
     def with_train(self, **settings) -> RunSpec:
         """The same spec with some `TrainConfig` fields of every run changed (e.g. ``lr=5e-4``)."""
@@ -60,10 +64,19 @@ class RunSpec:
         return {**d, "model": self.model.to_dict(), "train": self.train.to_dict(), "seeds": list(self.seeds)}
 
 
-def setup(quick: bool = False, device: str = "cpu") -> RunSpec:
-    """The full spec (3 seeds, 1 epoch), or the quick one the tests run (2 seeds, a tenth of an epoch)."""
+# Passes over the training part per run on a GPU: enough for the experiment preset's runs to pass the bigram line
+# of notebook 08 (measured on a CPU: see docs/experiments.md), at a run time a Colab T4 takes in minutes.
+GPU_EPOCHS = 8.0
+
+
+def setup(quick: bool = False, device: str | torch.device = "cpu") -> RunSpec:
+    """The spec of every run: 3 seeds of 1 epoch on a CPU, of `GPU_EPOCHS` epochs on a GPU (``device`` "cuda"); or
+    the quick one the tests run on either (2 seeds, a tenth of an epoch)."""
+    device = str(device)
     if quick:
         return RunSpec(epochs=0.1, evals_per_epoch=15, seeds=(0, 1), device=device)
+    if torch.device(device).type == "cuda":
+        return RunSpec(epochs=GPU_EPOCHS, evals_per_epoch=2, device=device)
     return RunSpec(device=device)
 
 
@@ -132,33 +145,15 @@ def mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
-@dataclass(frozen=True)
-class Difference:
-    """mean(a) - mean(b) over seeds and its seed spread; ``beyond_noise``: beyond twice that spread."""
-
-    difference: float
-    spread: float
-    seeds: int
-
-    @property
-    def beyond_noise(self) -> bool:
-        return abs(self.difference) > 2 * self.spread
-
-    def __str__(self) -> str:
-        verdict = "beyond twice the seed spread" if self.beyond_noise else "inside twice the seed spread: no finding"
-        return f"{self.difference:+.3f} ± {self.spread:.3f} nats ({self.seeds} seeds; {verdict})"
-
-    def to_dict(self) -> dict:
-        return {"difference": self.difference, "spread": self.spread, "seeds": self.seeds,
-                "beyond_noise": self.beyond_noise}
+def compare(what: str, a: list[float], b: list[float], *, above: str, below: str, unit: str = "nats") -> Verdict:
+    """``mean(a) - mean(b)`` over seeds, paired by seed (the same seed gives both runs the same initial weights and
+    batches, or ``a`` and ``b`` are the same models on two test sets), as a `gpt_lesson.verdict`: beyond the noise
+    when |difference| > 2 × the std of the per-seed differences. ``above``/``below``: the finding when a is
+    higher/lower."""
+    return verdict(what, a, b, paired=True, unit=unit, above=above, below=below)
 
 
-def difference(a: list[float], b: list[float], *, paired: bool) -> Difference:
-    """mean(a) - mean(b) and its seed spread: the std of the per-seed differences (paired: the same models on two
-    test sets, or runs whose seed gave them the same initial weights), else sqrt(std(a)² + std(b)²), the spread
-    of one seed's difference of independent runs."""
-    if paired:
-        s = spread([x - y for x, y in zip(a, b)])
-    else:
-        s = math.sqrt(spread(a) ** 2 + spread(b) ** 2)
-    return Difference(mean(a) - mean(b), s, len(a))
+def verdict_dict(v: Verdict) -> dict:
+    """A verdict as plain values for results.json (NaN, for a value not measured, is written as null)."""
+    return {"what": v.what, "difference": v.difference, "noise": v.noise, "n": v.n, "kind": v.kind,
+            "direction": v.direction, "beyond": v.beyond, "sentence": str(v)}
