@@ -59,7 +59,7 @@ class EvalSet:
         c = plan.train
         assert len(tokens) == plan.n_test_tokens, (len(tokens), plan.n_test_tokens)
         g = torch.Generator(device="cpu").manual_seed(c.seed + 1)
-        starts = torch.randint(0, len(tokens) - plan.seq_len, (c.eval_batches * c.batch_size,), generator=g)
+        starts = random_starts(len(tokens), c.eval_batches * c.batch_size, plan.seq_len, generator=g)
         return cls("test", tokens, starts, plan.seq_len, c.batch_size)
 
     @classmethod

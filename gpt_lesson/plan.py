@@ -72,15 +72,11 @@ class RunPlan:
             raise TypeError(f"model must be a GPTConfig (e.g. gl.preset('cpu')), got {type(model).__name__}")
         if not isinstance(train, TrainConfig):
             raise TypeError(f"train must be a TrainConfig (e.g. gl.train_config('cpu')), got {type(train).__name__}")
-        seq_len = model.context_length if train.seq_len is None else train.seq_len
-        if seq_len > model.context_length:
-            raise ValueError(f"seq_len={seq_len} exceeds the model's context_length={model.context_length}; "
-                             f"use seq_len <= {model.context_length}")
-        check_tokens(train_tokens, "train_tokens", vocab_size=model.vocab_size)
+        seq_len = train.seq_len_for(model)
         for name, tokens in (("train_tokens", train_tokens), ("test_tokens", test_tokens)):
-            if tokens is not None:  # a window of seq_len + 1 tokens must fit, said of the tensor the caller passed
-                if name == "test_tokens":
-                    check_tokens(tokens, name, vocab_size=model.vocab_size)
+            if tokens is not None or name == "train_tokens":  # only the test part may be left out
+                check_tokens(tokens, name, vocab_size=model.vocab_size)
+                # a window of seq_len + 1 tokens must fit, said of the tensor the caller passed
                 _check_sizes(len(tokens), train.batch_size, seq_len, tokens=name)
         if allowed is not None:
             check_allowed(allowed, len(train_tokens), seq_len)
