@@ -9,7 +9,7 @@ Plots (matplotlib) load only when first used.
 
 from .batches import (SAMPLERS, WindowDataset, batch_starts, coverage, epoch_loader, epoch_windows, gather_windows,
                       loop_batch, random_batch, random_starts)
-from .book import Book, BookError, clean_text, load_book, validate_book
+from .book import Book, BookError, clean_text, load_book, shipped_book, validate_book
 from .checkpoints import NonFiniteWeights, checkpoint_config, load_checkpoint, read_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .device import autocast, autocast_dtype, describe_runtime, in_colab, pick_device, tf32_matmuls

@@ -63,7 +63,8 @@ def gather_windows(tokens: torch.Tensor, starts: torch.Tensor, seq_len: int) -> 
 
     The same values as notebook 04's ``tokens[starts[:, None] + torch.arange(T + 1)]``, gathered as whole rows:
     ``unfold`` views every window of T + 1 tokens without copying, ``index_select`` copies the B chosen ones.
-    That avoids building and walking a (B, T+1) index tensor: about twice as fast on a CPU.
+    That avoids building and walking a (B, T+1) index tensor: faster on a CPU (measured in notebook 04 and in
+    docs/performance.md, 1.4× to 2× at B = 16).
 
     The shapes and dtypes are checked; the start values too (a min and a max over B starts), except on CUDA, where
     reading them back would wait for the GPU at every training step: there the callers' starts (`random_starts`,

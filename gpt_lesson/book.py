@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 from time import monotonic as _monotonic
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
@@ -80,6 +80,12 @@ def gutenberg_urls(book_id: int) -> list[str]:
 def shipped_path() -> Path:
     """Path of the copy of *Gulliver's Travels* (Gutenberg #829, 2023 edition) in the package."""
     return Path(str(resources.files("gpt_lesson") / "data" / SHIPPED_FILE))
+
+
+def shipped_book() -> Book:
+    """The copy of *Gulliver's Travels* shipped in the package (Gutenberg's file of September 2023), whatever the
+    network and the cache hold: the same text on every machine, so that the notebooks' numbers are every reader's."""
+    return Book(shipped_path().read_bytes().decode("utf-8"), "shipped", SHIPPED_FILE)
 
 
 def default_cache_dir() -> Path:
@@ -389,7 +395,7 @@ def _fallback(
         return Book(cached, "cache", str(cache_path), note=why)
     if book_id == GULLIVER_ID:
         say(f"Using the copy shipped with gpt_lesson: {why}")
-        return Book(shipped_path().read_bytes().decode("utf-8"), "shipped", SHIPPED_FILE, note=why)
+        return replace(shipped_book(), note=why)
     raise ConnectionError(
         f"could not get book {book!r} and there is no cached copy ({why}). Connect to the internet, "
         "or download the plain-text UTF-8 file yourself and pass its path."

@@ -654,3 +654,22 @@ def test_a_silent_network_costs_the_budget_then_the_shipped_copy(server, cache, 
     assert book.source == "shipped"
     assert "Timeout" in book.note or "budget" in book.note
     assert "Using the copy shipped" in capsys.readouterr().out
+
+
+def test_shipped_book_is_the_2023_file_whatever_the_cache_and_network_hold(server, cache, monkeypatch, book_text):
+    """The notebooks read `shipped_book()`: a cached or downloadable copy that differs must not reach them."""
+    import hashlib
+
+    from gpt_lesson import shipped_book
+
+    edited = book_text.replace("Lilliput", "Lilliputt", 1)
+    cache.mkdir()
+    (cache / "pg829.txt").write_text(edited, encoding="utf-8", newline="")
+    monkeypatch.setenv("GPT_LESSON_CACHE", str(cache))
+    use_urls(monkeypatch, server, "/book.txt")
+    assert load_book(829, verbose=False, **FAST).text == edited  # what load_book gives here: the cached copy
+    b = shipped_book()
+    assert (b.source, b.note) == ("shipped", "") and b.text == book_text != edited
+    sha = "d00e12fdea8297f153d92e4ccbeb29aa996f04b1d6c038d78a3d84e6cd0fdd52"  # ../shared/data/README.md
+    assert hashlib.sha256(b.text.encode("utf-8")).hexdigest() == sha
+    assert sum(server.hits.values()) == 0

@@ -104,7 +104,7 @@ def test_every_experiment_answers_with_verdicts_and_states_no_direction_as_a_fac
         for label, v in e.differences():
             assert isinstance(v, gl.Verdict) and v.measured, (name, label)
         sentences = [line for line in e.report() if re.search(r": (beyond|within) the noise: ", line)]
-        assert sentences or name == "one_batch", f"{name} prints no verdict"
+        assert sentences, f"{name} prints no verdict"
         for line in e.facts():
             assert line.endswith((": True", ": False")) and not re.search(
                 r"\b(higher|lower|harder|easier|better|worse|raises|narrows|widens)\b", line), (name, line)
@@ -148,7 +148,11 @@ def test_run_all_measures_every_registered_experiment_and_writes_a_run_folder(mi
     assert {r.steps[-1] for rs in runs.values() for r in rs} == {results[ex.Splits].block_runs[0].steps[-1]}
     assert 0 < results[ex.Licence].licence_share < 0.5
     one = results[ex.OneBatch]  # the course's batch, 16 x 256 tokens, from stretches of consecutive test windows
-    assert one.course_batch == (16, 256) and one.course_batch_tokens == 4096 and len(one.report()) == 2
+    assert one.course_batch == (16, 256) and one.course_batch_tokens == 4096 and len(one.report()) == 3
+    assert one.course_vs_ours.measured and one.course_vs_ours.n == sum(len(rows) for rows in one.bands)
+    assert one.facts() == ["both batch shapes' spreads were measured at every evaluation of every seed: True"]
+    licence = results[ex.Licence]
+    assert licence.facts()[-1].endswith(": True")  # the whole part is its pieces' token-weighted mean
     assert one.sqrt_rule == pytest.approx(one.one_batch_std / 8) and one.course_std < one.one_batch_std  # 4x16 tokens
     practice = results[ex.Practice]
     assert set(practice.vs_course) == {"warmup + cosine", "clip at 1.0", "decay on matrices only", "all three"}
@@ -417,3 +421,31 @@ def test_dropout_reuses_the_course_runs_and_measures_train_and_test_alike(micro_
     assert v.difference == pytest.approx(sum(d.gap["dropout 0.2"]) / 2 - sum(d.gap["course"]) / 2)
     assert d.recitation["course"].unit == "tokens" and [lbl for lbl, _ in d.differences()] == [
         "dropout 0.1 gap - course gap", "dropout 0.2 gap - course gap"]
+
+
+def test_licence_fact_fails_when_the_whole_part_is_not_its_pieces_weighted_mean():
+    """The licence's fact can fail: scores of the pieces that do not add up to the whole part's say False."""
+    from gpt_lesson.experiments.corpus import COURSE_BOOK, COURSE_TEST, LICENCE
+
+    def licence(whole: float) -> ex.Licence:
+        return ex.Licence({COURSE_TEST: [whole, whole], COURSE_BOOK: [6.0, 6.0], LICENCE: [8.0, 8.0]}, 0.25, 100)
+
+    assert licence(6.5).weighted == [6.5, 6.5] and licence(6.51).facts()[-1].endswith(": True")
+    assert licence(6.6).facts()[-1].endswith(": False")
+    assert licence(6.5).report()[-1] == "its share times how much harder it is: 25.0% x (8.000 - 6.000) = +0.500 nats"
+
+
+def test_one_batch_compares_the_course_batch_with_ours_by_a_ratio_verdict_or_says_not_measured():
+    def one_batch(stds: list[tuple[float, float]]) -> ex.OneBatch:
+        rows = [{"std": a, "course_std": b} for a, b in stds]
+        return ex.OneBatch([rows], [], [], 0.1, 0.05, 1024, 0.05, (16, 256))
+
+    less = one_batch([(0.10, 0.05), (0.12, 0.06), (0.08, 0.041)]).course_vs_ours
+    assert less.beyond and less.value == pytest.approx(0.5, rel=0.05)
+    assert less.direction == "the course's batch is less noisy"
+    same = one_batch([(0.10, 0.09), (0.10, 0.11), (0.10, 0.10)]).course_vs_ours
+    assert same.measured and not same.beyond
+    assert not one_batch([(0.10, 0.05), (0.0, 0.0)]).course_vs_ours.measured  # a test part of one window
+    assert not one_batch([(0.10, 0.05)]).course_vs_ours.measured
+    nan = ex.OneBatch([[{"std": 0.1, "course_std": float("nan")}]], [10], [], 0.1, 0.05, 1024, 0.05, (16, 256))
+    assert nan.facts()[0].endswith(": False") and not nan.course_vs_ours.measured

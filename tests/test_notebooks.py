@@ -29,7 +29,7 @@ URL = badges.repository_url()
 
 # What each notebook teaches from the package; a notebook may use its own names and all earlier ones.
 TAUGHT = {
-    "01": {"load_book", "clean_text", "Book", "quick"},  # gl.quick(): the test run's switch, used where heavy
+    "01": {"load_book", "shipped_book", "clean_text", "Book", "quick"},  # gl.quick(): the test run's switch
     "02": {"gpt2_encoding", "encode", "decode", "for_display", "VOCAB_SIZE", "EOT_ID"},
     "03": {"tail_split", "block_split", "verdict", "check",
            "unigram_loss", "choose_alpha", "bigram_loss", "choose_beta"},  # the yardsticks 06 and 08 draw
@@ -37,6 +37,7 @@ TAUGHT = {
            "epoch_loader", "WindowDataset", "batch_starts",
            "ratio_verdict", "Model5", "preset"},  # 04 times one step of the cpu preset; 05 builds the model
     "05": {"Model5", "preset", "PRESETS", "GPTConfig", "pick_device", "describe_runtime", "autocast_dtype", "load_note",
+           "Timing",
            "CausalSelfAttention",
            "in_colab", "time_forward", "time_it", "forward_flops", "matmul_ceiling", "plot_timings",
            "not_measured"},
