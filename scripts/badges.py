@@ -133,7 +133,8 @@ def readme_table(url: str, ref: str | None = None) -> str:
         )
     note = (
         "CPU times are wall times of a full execution of each notebook (`python scripts/run_notebooks.py`) on an idle "
-        "2-core CPU without a GPU, where notebook 06 trains the small `cpu` preset. T4 times are estimates, not "
+        "2-core CPU without a GPU (an Intel Xeon, 2026-12-06; docs/performance.md's figures come from an AMD EPYC), "
+        "where notebook 06 trains the small `cpu` preset. T4 times are estimates, not "
         "measurements: Model 5 on a Colab T4 GPU for 05-07, and for 08 the notebook's own estimate from the FLOPs of "
         "its runs."
     )

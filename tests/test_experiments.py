@@ -420,7 +420,9 @@ def test_dropout_reuses_the_course_runs_and_measures_train_and_test_alike(micro_
     v = d.gap_vs_course["dropout 0.2"]
     assert v.difference == pytest.approx(sum(d.gap["dropout 0.2"]) / 2 - sum(d.gap["course"]) / 2)
     assert d.recitation["course"].unit == "tokens" and [lbl for lbl, _ in d.differences()] == [
-        "dropout 0.1 gap - course gap", "dropout 0.2 gap - course gap"]
+        "course test - training loss", "dropout 0.1 gap - course gap", "dropout 0.2 gap - course gap",
+        "dropout 0.1 test loss - course", "dropout 0.2 test loss - course"]  # every answer in nats
+    assert all(v.unit == "nats" for _, v in d.differences())
 
 
 def test_licence_fact_fails_when_the_whole_part_is_not_its_pieces_weighted_mean():

@@ -711,7 +711,9 @@ class Dropout(Experiment):
                 f"{all(len(v) == len(self.train_loss['course']) for d in self.extracted.values() for v in d.values())}"]
 
     def differences(self) -> list[tuple[str, Verdict]]:
-        return [(f"{a} gap - course gap", v) for a, v in self.gap_vs_course.items()]
+        return [("course test - training loss", self.course_gap),
+                *((f"{a} gap - course gap", v) for a, v in self.gap_vs_course.items()),
+                *((f"{a} test loss - course", v) for a, v in self.test_vs_course.items())]
 
     def all_runs(self) -> list[Run]:
         return list(self.runs)
