@@ -451,3 +451,12 @@ def test_one_batch_compares_the_course_batch_with_ours_by_a_ratio_verdict_or_say
     assert not one_batch([(0.10, 0.05)]).course_vs_ours.measured
     nan = ex.OneBatch([[{"std": 0.1, "course_std": float("nan")}]], [10], [], 0.1, 0.05, 1024, 0.05, (16, 256))
     assert nan.facts()[0].endswith(": False") and not nan.course_vs_ours.measured
+
+
+def test_tokens_read_are_each_window_inputs_and_targets():
+    """A window from s reads tokens s .. s + T (T inputs, the last target one further), the last valid start too."""
+    from gpt_lesson.experiments.questions import _tokens_read
+
+    read = _tokens_read(torch.tensor([2, 6]), 3, 10)
+    assert read.tolist() == [False, False, True, True, True, True, True, True, True, True]
+    assert _tokens_read(torch.tensor([0]), 3, 10).nonzero().flatten().tolist() == [0, 1, 2, 3]

@@ -36,13 +36,12 @@ def _seeds(values: list[float]) -> str:
 
 
 def _tokens_read(starts: torch.Tensor, seq_len: int, n_tokens: int) -> torch.Tensor:
-    """(n_tokens,) bool: the tokens that a window of ``seq_len`` + 1 tokens (its inputs and targets) from any of
-    ``starts`` reads."""
-    delta = torch.zeros(n_tokens + 1, dtype=torch.long)
-    starts = starts.reshape(-1).long().cpu()
-    delta.index_add_(0, starts, torch.ones_like(starts))
-    delta.index_add_(0, (starts + seq_len + 1).clamp(max=n_tokens), -torch.ones_like(starts))
-    return delta.cumsum(0)[:n_tokens] > 0
+    """(n_tokens,) bool: the tokens that a window from any of ``starts`` reads, its inputs tokens[s : s + T] (notebook
+    04's `coverage`) and its targets, one token further."""
+    inputs = coverage(starts, seq_len, n_tokens) > 0
+    read = inputs.clone()
+    read[1:] |= inputs[:-1]
+    return read
 
 
 @register
@@ -354,7 +353,7 @@ class Splits(Experiment):
             runs.append(train_run(c.tokens, [tail_test, block_test], s, name="block/random", seed=seed,
                                   eval_steps=[s.steps_for(c.tail_n)], allowed=allowed))
         table["block split"] = {t: [r.final(t) for r in runs] for t in (TAIL_TEST, BLOCK_TEST)}
-        block_reads = coverage(allowed, T, len(c.tokens)) > 0  # the tokens the block split's windows read
+        block_reads = _tokens_read(allowed, T, len(c.tokens))  # the tokens the block split's windows read
         seen = {  # share of each test set's tokens that the other split trains on
             "tail model on block test": (block_test.starts < c.tail_n - T).double().mean().item(),
             "block model on tail test": block_reads[c.tail_n :].double().mean().item(),
@@ -697,8 +696,7 @@ class Dropout(Experiment):
                  f"{mean(self.extracted[a]['test']):.2f} on test text" for a in self.arms]
         lines.insert(0, f"after {self.steps} steps; the probe: {p['n']} windows of each text (drawn with the run's "
                         f"seed), prompted with {p['prompt_len']} tokens, {p['continuation']} tokens decoded greedily")
-        verdicts = [self.course_gap, *self.gap_vs_course.values(), *self.test_vs_course.values(),
-                    *self.recitation.values()]
+        verdicts = [v for _, v in self.differences()] + list(self.recitation.values())
         return lines + [str(v) for v in verdicts]
 
     def facts(self) -> list[str]:
