@@ -123,14 +123,20 @@ def main(argv: list[str] | None = None) -> int:
         if not _other_rank():  # every rank finds the same bad input: rank 0 says it
             print(f"error: {e}", file=sys.stderr)
         return 2
-    if not inv.dist.distributed:
-        return _run(args, inv, text, plan)
     try:
-        with process_group(inv.dist):
+        if not inv.dist.distributed:
             return _run(args, inv, text, plan)
-    except Exception as e:  # this rank failed, or lost a rank that did: one line, the group closed, a non-zero exit
-        print(f"error on rank {inv.dist.rank} of {inv.dist.world_size}: {_one_line(e)}", file=sys.stderr)
-        return 1
+        try:
+            with process_group(inv.dist):  # a clean end waits for every rank before the group closes
+                return _run(args, inv, text, plan)
+        except Exception as e:  # this rank failed, or lost a rank that did: one line, the group closed, non-zero exit
+            print(f"error on rank {inv.dist.rank} of {inv.dist.world_size}: {_one_line(e)}", file=sys.stderr)
+            return 1
+    except TrainingInterrupted as e:  # raised through the group: an interrupted rank waits for no other
+        hint = f"; continue with: python -m gpt_lesson --resume {e.checkpoint}" if e.step > 0 else ""
+        if inv.dist.is_main:
+            print(f"\ninterrupted at step {e.step}{hint}", file=sys.stderr)
+        return 130
 
 
 @dataclass(frozen=True)
@@ -181,12 +187,7 @@ def _run(args: argparse.Namespace, inv: Invocation, text: _Text, plan: RunPlan) 
         watch = Watch.of(text.train, text.test, context_length=plan.model.context_length, seed=plan.train.seed)
     trainer = Trainer(plan, model, text.train, text.test, device=inv.device, dist=inv.dist, progress=args.progress,
                       checkpoint_path=inv.out / "checkpoint.pt", on_eval=watch)
-    try:
-        history = trainer.run()
-    except TrainingInterrupted as e:
-        hint = f"; continue with: python -m gpt_lesson --resume {e.checkpoint}" if e.step > 0 else ""
-        say(f"\ninterrupted at step {e.step}{hint}", file=sys.stderr)
-        return 130
+    history = trainer.run()  # Ctrl-C raises TrainingInterrupted, handled in main()
     if not main_rank:
         return 0
     after, new_ids = _sample(model, args, plan.train.seed)

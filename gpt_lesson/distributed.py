@@ -108,6 +108,9 @@ def _rank_device(requested: str | torch.device | None, local_rank: int, world_si
 def process_group(ctx: DistContext, timeout: timedelta | None = None) -> Iterator[DistContext]:
     """Open the process group of ``ctx`` (when it is distributed) for a ``with`` block; always closed after.
 
+    A block that ends without an exception waits at a barrier for every rank to end too, so no rank closes its
+    connections and exits while another still has work to do (with gloo such an early exit could abort the
+    process). A block that raises closes the group at once: the other ranks may never get there.
     A collective that waits longer than ``timeout`` (default `DEFAULT_TIMEOUT`) fails instead of hanging.
     """
     if not ctx.distributed:
@@ -118,6 +121,7 @@ def process_group(ctx: DistContext, timeout: timedelta | None = None) -> Iterato
     tdist.init_process_group(ctx.backend, rank=ctx.rank, world_size=ctx.world_size, timeout=timeout or DEFAULT_TIMEOUT)
     try:
         yield ctx
+        barrier(ctx)
     finally:
         if tdist.is_initialized():
             tdist.destroy_process_group()

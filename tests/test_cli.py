@@ -65,6 +65,36 @@ def test_tiny_run_end_to_end_then_resume(tmp_path, capsys):
     assert "step 6" in capsys.readouterr().err
 
 
+def test_ctrl_c_saves_the_run_and_prints_the_command_that_continues_it(tmp_path, capsys, monkeypatch):
+    from gpt_lesson import TrainStep
+
+    args = ["--preset", "tiny", "--eval-every", "2", "--batch-size", "2", *FAST]
+    assert main([*args, "--steps", "5", "--out", str(tmp_path / "whole")]) == 0
+    whole = metrics(tmp_path / "whole")["history"]
+
+    real, calls = TrainStep.__call__, []
+
+    def interrupted(self, x, y):
+        calls.append(1)
+        if len(calls) == 4:  # Ctrl-C during the fourth step: three are done
+            raise KeyboardInterrupt
+        return real(self, x, y)
+
+    monkeypatch.setattr(TrainStep, "__call__", interrupted)
+    run = tmp_path / "run"
+    capsys.readouterr()
+    assert main([*args, "--steps", "5", "--out", str(run)]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"interrupted at step 3; continue with: python -m gpt_lesson --resume {run / 'checkpoint.pt'}"
+    assert read_checkpoint(run / "checkpoint.pt")["step"] == 3 and not (run / "metrics.json").exists()
+
+    monkeypatch.setattr(TrainStep, "__call__", real)
+    assert main([*args, "--resume", err[-1].split("--resume ")[1], "--steps", "5", "--out", str(run)]) == 0
+    capsys.readouterr()
+    resumed = metrics(run)["history"]
+    assert resumed["train_loss"] == whole["train_loss"] and resumed["test_loss"] == whole["test_loss"]
+
+
 def test_resume_keeps_the_presets_batch_shape(tmp_path, capsys):
     run = tmp_path / "run"
     args = ["--eval-every", "100", "--out", str(run), *FAST]

@@ -198,6 +198,42 @@ def test_a_failing_rank_ends_every_rank_with_one_line(tmp_path, one_thread_env):
     assert not tdist.is_initialized()  # the test process itself never joined a group
 
 
+# ---- closing the group -------------------------------------------------------------------------
+
+
+def _closing_worker(rank: int, world_size: int, port: int, out, raise_on: int | None) -> None:
+    """Rank 0 takes a second longer than rank 1 to end its block; rank ``raise_on`` raises in it instead."""
+    _set_rank_env(rank, world_size, port)
+    ctx, outcome = DistContext.from_env("cpu"), "ended"
+    try:
+        with process_group(ctx, timeout=timedelta(seconds=60)):
+            if rank == raise_on:
+                raise RuntimeError("simulated failure")
+            if rank == 0:
+                time.sleep(1.0)
+                (out / "rank0_done").write_text("done")
+    except RuntimeError as e:
+        outcome = "simulated" if "simulated" in str(e) else "lost its peer"
+    torch.save({"outcome": outcome, "saw_rank0_done": (out / "rank0_done").exists(),
+                "closed": not tdist.is_initialized()}, out / f"result{rank}.pt")
+
+
+@pytest.mark.slow
+def test_a_clean_end_waits_for_every_rank_before_the_group_closes(tmp_path, one_thread_env):
+    ranks = run_ranks(_closing_worker, tmp_path, None)
+    assert [r["outcome"] for r in ranks] == ["ended", "ended"]
+    assert ranks[1]["saw_rank0_done"]  # rank 1 left its block first, and waited for rank 0's
+    assert all(r["closed"] for r in ranks)
+
+
+@pytest.mark.slow
+def test_a_rank_that_raises_closes_the_group_without_waiting(tmp_path, one_thread_env):
+    ranks = run_ranks(_closing_worker, tmp_path, 1)  # no hang: rank 1 does not wait at the barrier
+    assert ranks[1]["outcome"] == "simulated" and not ranks[1]["saw_rank0_done"]
+    assert ranks[0]["outcome"] == "lost its peer"  # its barrier fails: rank 1 is gone
+    assert all(r["closed"] for r in ranks)
+
+
 # ---- torchrun itself ---------------------------------------------------------------------------
 
 
