@@ -124,19 +124,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
         return 2
     try:
-        if not inv.dist.distributed:
+        with process_group(inv.dist):  # one process: no group; torchrun: a clean end waits for every rank
             return _run(args, inv, text, plan)
-        try:
-            with process_group(inv.dist):  # a clean end waits for every rank before the group closes
-                return _run(args, inv, text, plan)
-        except Exception as e:  # this rank failed, or lost a rank that did: one line, the group closed, non-zero exit
-            print(f"error on rank {inv.dist.rank} of {inv.dist.world_size}: {_one_line(e)}", file=sys.stderr)
-            return 1
     except TrainingInterrupted as e:  # raised through the group: an interrupted rank waits for no other
         hint = f"; continue with: python -m gpt_lesson --resume {e.checkpoint}" if e.step > 0 else ""
         if inv.dist.is_main:
             print(f"\ninterrupted at step {e.step}{hint}", file=sys.stderr)
         return 130
+    except Exception as e:
+        if not inv.dist.distributed:
+            raise  # one process: the traceback itself
+        # this rank failed, or lost a rank that did: one line, the group closed, a non-zero exit
+        print(f"error on rank {inv.dist.rank} of {inv.dist.world_size}: {_one_line(e)}", file=sys.stderr)
+        return 1
 
 
 @dataclass(frozen=True)

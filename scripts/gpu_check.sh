@@ -214,7 +214,7 @@ if want nbval-cpu; then
 fi
 
 if want watch; then
-  if [ "$DRY" = 1 ]; then WATCH=(--preset tiny --repeats 1); else WATCH=(--preset model5 --repeats 2); fi
+  if [ "$DRY" = 1 ]; then WATCH=(--preset tiny --repeats 1); else WATCH=(--preset model5 --repeats 2 --device cuda); fi
   step watch 60 "$WORK/watch-cost.txt" "$PY" scripts/measure_watch.py "${WATCH[@]}"
   [ -f "$WORK/watch-cost.txt" ] && tail -n 3 "$WORK/watch-cost.txt" | tee -a "$LOG"
 fi

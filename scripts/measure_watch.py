@@ -5,6 +5,7 @@ taking turns.
 
     python scripts/measure_watch.py                 # the `cpu` preset, the defaults (n=32, p=32, m=64)
     python scripts/measure_watch.py --preset tiny --repeats 2
+    python scripts/measure_watch.py --preset model5 --device cuda   # what scripts/gpu_check.sh runs on a GPU
 
 Run it alone on the machine (the figures of a loaded machine are void). It prints the median of each, and the share
 a run of the preset's 500 steps spends in the watch at its evaluations (steps 0, 100, ..., 500: six records).
@@ -23,14 +24,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="cpu")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (cuda when there is a GPU)")
     args = p.parse_args(argv)
-    tokens = gl.encode(gl.clean_text(gl.load_book(offline=True, verbose=False).text))
+    device = gl.pick_device(args.device)
+    tokens = gl.encode(gl.clean_text(gl.shipped_book().text))
     train, test = gl.tail_split(tokens, 0.9)
     cfg, tc = gl.preset(args.preset), gl.train_config(args.preset)
     torch.manual_seed(0)
     model = gl.Model5(cfg)
     plan = gl.RunPlan.build(cfg, tc, train, test)
-    trainer = gl.Trainer(plan, model, train, test, progress=False)
+    trainer = gl.Trainer(plan, model, train, test, device=device, progress=False)  # moves the model to device
     watch = gl.Watch.of(train, test, context_length=cfg.context_length, seed=tc.seed)
     x, y = gl.gather_windows(trainer.train_tokens, plan.starts[0], plan.seq_len)
     probe = dict(n=watch.n, prompt_len=watch.prompt_len, continuation=watch.continuation, seed=watch.seed)
@@ -39,10 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         "two samples and their shape": lambda: gl.sample_shapes(model, watch.prompt_ids, watch.sample_tokens,
                                                                 seed=watch.seed, known_words=watch.known_words),
         "whole record": lambda: watch.record(model, 0),
-        "training step": lambda: trainer.step_fn(x, y)}, warmup=1, repeats=args.repeats)
+        "training step": lambda: trainer.step_fn(x, y)}, device, warmup=1, repeats=args.repeats)
     step = timings["training step"].median
     evaluations = len(range(0, 500, tc.eval_every)) + 1
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, preset {args.preset} "
+    print(f"torch {torch.__version__} on {device}, {torch.get_num_threads()} CPU threads, preset {args.preset} "
           f"({model.num_params():,} parameters, batch {tc.batch_size}x{plan.seq_len}); probe n={watch.n}, "
           f"prompt {watch.prompt_len}, continuation {watch.continuation}; samples of {watch.sample_tokens} tokens")
     for name, t in timings.items():
